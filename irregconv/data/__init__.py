@@ -1,0 +1,2 @@
+"""Data: point-cloud readers, voxelization, Planetoid graphs and synthetic generators."""
+__all__ = []

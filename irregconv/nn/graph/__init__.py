@@ -1,0 +1,2 @@
+"""Graph convolutions: the rulebook is the edge list (one kernel offset)."""
+__all__ = []

@@ -1,0 +1,2 @@
+"""Sparse voxel convolutions and pooling on :class:`irregconv.SparseTensor`."""
+__all__ = []
