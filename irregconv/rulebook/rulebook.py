@@ -1,0 +1,168 @@
+"""The rulebook: per kernel offset, which input rows feed which output rows.
+
+Invariants every builder guarantees (and the tests check):
+
+* pairs are grouped by kernel offset (CSR ``offset_ptr [K + 1]``: offset ``k`` owns pairs
+  ``offset_ptr[k]:offset_ptr[k + 1]``) and sorted by ``out_idx`` within an offset (ties by ``in_idx``);
+* ``0 <= in_idx < num_in``, ``0 <= out_idx < num_out``, both int64 on the device of the coordinates;
+* for convolution rulebooks (``injective=True``) each offset maps inputs to outputs one to one, so no
+  (output, offset) pair repeats and scatters within an offset never collide;
+* ``identity_offset``, when set, is an offset whose pairs are exactly ``i -> i`` for every row.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How a rulebook was made: enough to check that reusing it is right.
+
+    ``kind`` is one of ``"subm"``, ``"strided"``, ``"transposed"``, ``"inverse"``, ``"dense"``, ``"graph"``.
+    """
+    kind: str
+    region_key: tuple = ()
+    stride: Tuple[int, ...] = ()
+    padding: Tuple[int, ...] = ()
+    dilation: Tuple[int, ...] = ()
+    output_padding: Tuple[int, ...] = ()
+    in_spatial_shape: Tuple[int, ...] = ()
+    out_spatial_shape: Tuple[int, ...] = ()
+
+    @property
+    def kernel_size(self) -> Tuple[int, ...]:
+        return self.region_key[1] if self.region_key else ()
+
+    def transposed(self, kind: str) -> "Geometry":
+        return dataclasses.replace(self, kind=kind, in_spatial_shape=self.out_spatial_shape,
+                                   out_spatial_shape=self.in_spatial_shape)
+
+
+@dataclass(frozen=True, eq=False)
+class Rulebook:
+    """Pairs ``(in_idx[p], out_idx[p])`` grouped by kernel offset. See the module docstring for invariants.
+
+    Attributes:
+        in_idx (Tensor): ``[P]`` int64 input rows.
+        out_idx (Tensor): ``[P]`` int64 output rows.
+        offset_ptr (Tensor): ``[K + 1]`` int64 on the CPU, CSR over kernel offsets.
+        num_in (int): ``N_in``.
+        num_out (int): ``N_out``.
+        geometry (Geometry): how it was built.
+        identity_offset (int, optional): offset whose pairs are ``i -> i`` for all ``N_in == N_out`` rows.
+        injective (bool): each offset is one to one (every convolution rulebook; not graphs).
+        pair_ids (Tensor, optional): ``[P]`` for graph rulebooks, the edge id of each pair.
+    """
+    in_idx: Tensor
+    out_idx: Tensor
+    offset_ptr: Tensor
+    num_in: int
+    num_out: int
+    geometry: Geometry
+    identity_offset: Optional[int] = None
+    injective: bool = True
+    pair_ids: Optional[Tensor] = None
+    _derived: Dict[str, object] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def kernel_volume(self) -> int:
+        return self.offset_ptr.numel() - 1
+
+    @property
+    def num_pairs(self) -> int:
+        return self.in_idx.numel()
+
+    @property
+    def device(self) -> torch.device:
+        return self.in_idx.device
+
+    def offset_slices(self):
+        """``(k, start, end)`` for every offset with at least one pair."""
+        slices = self._derived.get("offset_slices")
+        if slices is None:
+            ptr = self.offset_ptr.tolist()
+            slices = [(k, ptr[k], ptr[k + 1]) for k in range(len(ptr) - 1) if ptr[k + 1] > ptr[k]]
+            self._derived["offset_slices"] = slices
+        return slices
+
+    def counts(self) -> Tensor:
+        """``[K]`` number of pairs per offset."""
+        return self.offset_ptr.diff()
+
+    def transpose(self) -> "Rulebook":
+        """The rulebook with inputs and outputs swapped (re-sorted); ``rb.transpose().transpose()`` equals ``rb``.
+
+        The transpose of a strided rulebook is the inverse convolution's rulebook: it maps back exactly
+        onto the input sites the strided convolution saw.
+        """
+        cached = self._derived.get("transpose")
+        if cached is not None:
+            return cached
+        kind = {"strided": "inverse", "inverse": "strided"}.get(self.geometry.kind, self.geometry.kind)
+        k_of_pair = torch.repeat_interleave(torch.arange(self.kernel_volume, device=self.device),
+                                            self.counts().to(self.device))
+        order = sort_pairs(k_of_pair, self.out_idx, self.in_idx, self.num_out, self.num_in)
+        result = Rulebook(
+            in_idx=self.out_idx[order], out_idx=self.in_idx[order], offset_ptr=self.offset_ptr,
+            num_in=self.num_out, num_out=self.num_in, geometry=self.geometry.transposed(kind),
+            identity_offset=self.identity_offset, injective=self.injective,
+            pair_ids=None if self.pair_ids is None else self.pair_ids[order])
+        result._derived["transpose"] = self
+        # pair p of the transpose is pair order[p] of self, and the other way round with the inverse
+        result._derived["pair_order"] = order
+        self._derived["pair_order"] = torch.argsort(order)
+        self._derived["transpose"] = result
+        return result
+
+    def to(self, device) -> "Rulebook":
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return dataclasses.replace(self, in_idx=move(self.in_idx), out_idx=move(self.out_idx),
+                                   pair_ids=move(self.pair_ids), _derived={})
+
+    def __repr__(self) -> str:
+        return (f"Rulebook(kind={self.geometry.kind!r}, K={self.kernel_volume}, pairs={self.num_pairs}, "
+                f"num_in={self.num_in}, num_out={self.num_out})")
+
+
+def sort_pairs(offset: Tensor, in_idx: Tensor, out_idx: Tensor, num_in: int, num_out: int) -> Tensor:
+    """Permutation sorting pairs by (offset, out_idx, in_idx): the rulebook's canonical order."""
+    key = (offset * num_out + out_idx) * max(num_in, 1) + in_idx
+    return torch.argsort(key)
+
+
+def rulebook_from_neighbors(neighbors: Tensor, num_in: int, geometry: Geometry,
+                            identity_offset: Optional[int] = None) -> Rulebook:
+    """Compact a neighbour map into a rulebook.
+
+    Args:
+        neighbors (Tensor): ``[K, N_out]`` int64, the input row feeding output ``o`` through offset ``k``,
+            or -1. Row-major compaction yields pairs sorted by (offset, out) directly.
+    """
+    valid = neighbors >= 0
+    k_idx, out_idx = valid.nonzero(as_tuple=True)
+    counts = valid.sum(dim=1).cpu()
+    ptr = torch.zeros(neighbors.size(0) + 1, dtype=torch.long)
+    torch.cumsum(counts, 0, out=ptr[1:])
+    return Rulebook(in_idx=neighbors[k_idx, out_idx], out_idx=out_idx, offset_ptr=ptr, num_in=num_in,
+                    num_out=neighbors.size(1), geometry=geometry, identity_offset=identity_offset)
+
+
+def rulebook_from_pairs(offset: Tensor, in_idx: Tensor, out_idx: Tensor, kernel_volume: int, num_in: int,
+                        num_out: int, geometry: Geometry, injective: bool = True,
+                        pair_ids: Optional[Tensor] = None) -> Rulebook:
+    """Sort unordered pairs into a rulebook (canonical order, CSR over offsets)."""
+    order = sort_pairs(offset, in_idx, out_idx, num_in, num_out)
+    counts = torch.bincount(offset, minlength=kernel_volume).cpu()
+    ptr = torch.zeros(kernel_volume + 1, dtype=torch.long)
+    torch.cumsum(counts, 0, out=ptr[1:])
+    return Rulebook(in_idx=in_idx[order], out_idx=out_idx[order], offset_ptr=ptr, num_in=num_in,
+                    num_out=num_out, geometry=geometry, injective=injective,
+                    pair_ids=None if pair_ids is None else pair_ids[order])
