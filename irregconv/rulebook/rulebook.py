@@ -18,6 +18,8 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
+from ..typing import WITH_NUMBA
+
 
 @dataclass(frozen=True)
 class Geometry:
@@ -138,6 +140,11 @@ def sort_pairs(offset: Tensor, in_idx: Tensor, out_idx: Tensor, num_in: int, num
     return torch.argsort(key)
 
 
+def use_numba(tensor: Tensor) -> bool:
+    """Whether the numba kernels serve this tensor (CPU, numba installed)."""
+    return WITH_NUMBA and tensor.device.type == "cpu"
+
+
 def rulebook_from_neighbors(neighbors: Tensor, num_in: int, geometry: Geometry,
                             identity_offset: Optional[int] = None) -> Rulebook:
     """Compact a neighbour map into a rulebook.
@@ -146,12 +153,18 @@ def rulebook_from_neighbors(neighbors: Tensor, num_in: int, geometry: Geometry,
         neighbors (Tensor): ``[K, N_out]`` int64, the input row feeding output ``o`` through offset ``k``,
             or -1. Row-major compaction yields pairs sorted by (offset, out) directly.
     """
-    valid = neighbors >= 0
-    k_idx, out_idx = valid.nonzero(as_tuple=True)
-    counts = valid.sum(dim=1).cpu()
+    if use_numba(neighbors):
+        from . import _numba_kernels
+        in_idx, out_idx, counts = (torch.from_numpy(a) for a in
+                                   _numba_kernels.compact_neighbors(neighbors.contiguous().numpy()))
+    else:
+        valid = neighbors >= 0
+        k_idx, out_idx = valid.nonzero(as_tuple=True)
+        in_idx = neighbors[k_idx, out_idx]
+        counts = valid.sum(dim=1).cpu()
     ptr = torch.zeros(neighbors.size(0) + 1, dtype=torch.long)
     torch.cumsum(counts, 0, out=ptr[1:])
-    return Rulebook(in_idx=neighbors[k_idx, out_idx], out_idx=out_idx, offset_ptr=ptr, num_in=num_in,
+    return Rulebook(in_idx=in_idx, out_idx=out_idx, offset_ptr=ptr, num_in=num_in,
                     num_out=neighbors.size(1), geometry=geometry, identity_offset=identity_offset)
 
 

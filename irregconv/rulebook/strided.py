@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from typing import Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..hashing import pack_keys, unpack_keys
 from .region import KernelRegion
-from .rulebook import Geometry, Rulebook, rulebook_from_pairs
+from .rulebook import Geometry, Rulebook, rulebook_from_neighbors, use_numba
 
 
 def conv_output_shape(spatial_shape: Sequence[int], kernel_size: Sequence[int], stride: Sequence[int],
@@ -30,25 +31,54 @@ def conv_output_shape(spatial_shape: Sequence[int], kernel_size: Sequence[int], 
     return out
 
 
-def rulebook_to_new_sites(coords: Tensor, candidates: Tensor, valid: Tensor, out_shape: Sequence[int],
-                          batch_size: int, geometry: Geometry) -> Tuple[Rulebook, Tensor]:
+def candidate_keys(coords: Tensor, region: KernelRegion, stride: Sequence[int], padding: Sequence[int],
+                   dilation: Sequence[int], out_shape: Sequence[int], transposed: bool) -> Tensor:
+    """``[K, N]`` int64 key (over ``(batch, *out_shape)``) of the output site input ``i`` reaches through tap
+    ``k``, or -1 when it reaches none.
+
+    Strided: ``o = (x + padding - tap * dilation) / stride`` when that divides exactly; transposed:
+    ``o = x * stride - padding + tap * dilation``; valid when inside ``out_shape``.
+    """
+    if use_numba(coords):
+        from . import _numba_kernels
+        as_array = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
+        keys = _numba_kernels.candidate_keys(coords.contiguous().numpy(), region.taps.numpy(), as_array(stride),
+                                             as_array(padding), as_array(dilation), as_array(out_shape), transposed)
+        return torch.from_numpy(keys)
+    dev = coords.device
+    x = coords[:, 1:].long().unsqueeze(0)
+    tap = (region.taps * torch.tensor(dilation)).to(dev).unsqueeze(1)
+    s, p = torch.tensor(stride, device=dev), torch.tensor(padding, device=dev)
+    if transposed:
+        out = x * s - p + tap
+        valid = (out >= 0).all(dim=2)
+    else:
+        numer = x + p - tap
+        out = torch.div(numer, s, rounding_mode="floor")
+        valid = ((numer % s == 0) & (numer >= 0)).all(dim=2)
+    valid &= (out < torch.tensor(out_shape, device=dev)).all(dim=2)
+    sites = torch.cat([coords[:, :1].long().expand(out.size(0), -1, -1), out.clamp(min=0)], dim=2)
+    keys = pack_keys(sites.reshape(-1, sites.size(2)), out_shape, 1 << 20, check=False).reshape(valid.shape)
+    return torch.where(valid, keys, torch.full_like(keys, -1))
+
+
+def rulebook_to_new_sites(coords: Tensor, keys: Tensor, out_shape: Sequence[int], geometry: Geometry):
     """Output sites are every valid candidate; pairs link each input to its candidates.
 
     Args:
         coords (Tensor): ``[N, 1 + D]`` input sites.
-        candidates (Tensor): ``[K, N, D]`` int64 output site reached from input ``i`` by offset ``k``.
-        valid (Tensor): ``[K, N]`` bool, candidate exists and lies in ``out_shape``.
+        keys (Tensor): ``[K, N]`` candidate output keys from :func:`candidate_keys` (-1 = none).
 
     Returns:
         (Rulebook, Tensor): the rulebook and the output sites ``[N_out, 1 + D]`` int32, sorted by
         (batch, *spatial) so the order never depends on thread scheduling.
     """
+    valid = keys >= 0
+    unique_keys = torch.unique(keys[valid], sorted=True)
     k_idx, in_idx = valid.nonzero(as_tuple=True)
-    sites = torch.cat([coords[in_idx, :1].long(), candidates[k_idx, in_idx]], dim=1)
-    keys = pack_keys(sites, out_shape, batch_size, check=False)
-    unique_keys, out_idx = torch.unique(keys, sorted=True, return_inverse=True)
-    rulebook = rulebook_from_pairs(k_idx, in_idx, out_idx, candidates.size(0), coords.size(0),
-                                   unique_keys.numel(), geometry)
+    neighbors = torch.full((keys.size(0), unique_keys.numel()), -1, dtype=torch.long, device=keys.device)
+    neighbors[k_idx, torch.searchsorted(unique_keys, keys[k_idx, in_idx])] = in_idx
+    rulebook = rulebook_from_neighbors(neighbors, coords.size(0), geometry)
     return rulebook, unpack_keys(unique_keys, out_shape).to(coords.device)
 
 
@@ -69,10 +99,5 @@ def build_strided_rulebook(coords: Tensor, spatial_shape: Sequence[int], batch_s
     geometry = Geometry("strided", region_key=region.key, stride=tuple(stride), padding=tuple(padding),
                         dilation=tuple(dilation), in_spatial_shape=tuple(spatial_shape),
                         out_spatial_shape=out_shape)
-    dev = coords.device
-    numer = (coords[:, 1:].long().unsqueeze(0) + torch.tensor(padding, device=dev)
-             - (region.taps * torch.tensor(dilation)).to(dev).unsqueeze(1))
-    s = torch.tensor(stride, device=dev)
-    out = torch.div(numer, s, rounding_mode="floor")
-    valid = ((numer % s == 0) & (numer >= 0) & (out < torch.tensor(out_shape, device=dev))).all(dim=2)
-    return rulebook_to_new_sites(coords, out, valid, out_shape, batch_size, geometry)
+    keys = candidate_keys(coords, region, stride, padding, dilation, out_shape, transposed=False)
+    return rulebook_to_new_sites(coords, keys, out_shape, geometry)

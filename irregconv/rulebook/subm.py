@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ..hashing import HashTable, pack_keys
 from .region import KernelRegion
-from .rulebook import Geometry, Rulebook, rulebook_from_neighbors
+from .rulebook import Geometry, Rulebook, rulebook_from_neighbors, use_numba
 
 
 def build_subm_rulebook(coords: Tensor, spatial_shape: Sequence[int], batch_size: int, region: KernelRegion,
@@ -40,13 +40,15 @@ def build_subm_rulebook(coords: Tensor, spatial_shape: Sequence[int], batch_size
         neighbors = table.lookup_neighbors(coords, disp, spatial_shape, batch_size).to(coords.device)
         return rulebook_from_neighbors(neighbors, n, geometry, identity_offset=None)
     half = [k for k in range(region.volume) if k < int(mirror[k])]
-    rows = torch.arange(n, device=coords.device)
     neighbors = torch.full((region.volume, n), -1, dtype=torch.long, device=coords.device)
     if half:
         found = table.lookup_neighbors(coords, disp[half], spatial_shape, batch_size).to(coords.device)
         neighbors[half] = found
-        h, o = (found >= 0).nonzero(as_tuple=True)
-        mirrored = mirror[half].to(coords.device)[h]
-        neighbors[mirrored, found[h, o]] = o
-    neighbors[centre] = rows
+        if use_numba(neighbors):
+            from . import _numba_kernels
+            _numba_kernels.fill_mirrors(neighbors.numpy(), torch.tensor(half).numpy(), mirror[half].numpy())
+        else:
+            h, o = (found >= 0).nonzero(as_tuple=True)
+            neighbors[mirror[half].to(coords.device)[h], found[h, o]] = o
+    neighbors[centre] = torch.arange(n, device=coords.device)
     return rulebook_from_neighbors(neighbors, n, geometry, identity_offset=centre)

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from typing import Sequence, Tuple
 
-import torch
 from torch import Tensor
 
 from .region import KernelRegion
 from .rulebook import Geometry, Rulebook
-from .strided import rulebook_to_new_sites
+from .strided import candidate_keys, rulebook_to_new_sites
 
 
 def transposed_output_shape(spatial_shape, kernel_size, stride, padding, dilation, output_padding,
@@ -42,8 +41,5 @@ def build_transposed_rulebook(coords: Tensor, spatial_shape: Sequence[int], batc
     geometry = Geometry("transposed", region_key=region.key, stride=tuple(stride), padding=tuple(padding),
                         dilation=tuple(dilation), output_padding=tuple(output_padding),
                         in_spatial_shape=tuple(spatial_shape), out_spatial_shape=out_shape)
-    dev = coords.device
-    out = (coords[:, 1:].long().unsqueeze(0) * torch.tensor(stride, device=dev) - torch.tensor(padding, device=dev)
-           + (region.taps * torch.tensor(dilation)).to(dev).unsqueeze(1))
-    valid = ((out >= 0) & (out < torch.tensor(out_shape, device=dev))).all(dim=2)
-    return rulebook_to_new_sites(coords, out, valid, out_shape, batch_size, geometry)
+    keys = candidate_keys(coords, region, stride, padding, dilation, out_shape, transposed=True)
+    return rulebook_to_new_sites(coords, keys, out_shape, geometry)
