@@ -2,3 +2,10 @@
 # --- part 1: classic variants (issue 4) ---
 __all__ = []
 # --- part 2: modern variants (issue 5) ---
+from .cond_conv import CondConv2d
+from .dr_conv import DRConv2d
+from .dynamic_conv import DynamicConv2d
+from .dynet_conv import DyNetConv2d
+from .od_conv import ODConv2d
+
+__all__ += ["CondConv2d", "DRConv2d", "DynamicConv2d", "DyNetConv2d", "ODConv2d"]
