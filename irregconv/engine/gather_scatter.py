@@ -7,7 +7,8 @@ rulebooks. The kernel for an offset is chosen from the rulebook, never by the ca
 
 * the identity offset (submanifold centre) is a plain matmul, no gather and no scatter;
 * an injective offset (every convolution) gathers its input rows, multiplies, and adds into distinct
-  output rows (``index_add_`` with unique indices: no collisions, so no atomics and no ordering issue);
+  output rows (:func:`~irregconv.engine.backends.scatter_add_rows`: unique indices, so no collisions,
+  no atomics and no ordering issue);
 * a non-injective offset (graph edges) is a CSR sparse-matrix product over pairs sorted by output,
   i.e. sorted segment sums, deterministic on every device; the dense transform runs on whichever side
   has fewer rows (``C_out <= C_in``: transform first, then aggregate).
@@ -26,6 +27,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..rulebook import Rulebook
+from .backends import scatter_add_rows
 from .reference import apply_weight
 
 # CSR matmul is stable for what the engine uses (CSR x dense); torch still labels the layout beta.
@@ -99,7 +101,7 @@ class _GatherScatter(torch.autograd.Function):
                 msg = apply_weight(feats.index_select(0, rulebook.in_idx[s:e]), w)
                 if scale is not None:
                     msg = msg * scale.unsqueeze(1)
-                out.index_add_(0, rulebook.out_idx[s:e], msg)
+                scatter_add_rows(out, rulebook.out_idx[s:e], msg)
             else:
                 adjacency = _csr(rulebook, s, e, scale, feats.dtype)
                 if _transform_first(w):
@@ -136,7 +138,7 @@ class _GatherScatter(torch.autograd.Function):
                 if scale is not None:
                     g = g * scale.unsqueeze(1)
                 if need_feats:
-                    grad_feats.index_add_(0, in_idx, _apply_weight_t(g, w))
+                    scatter_add_rows(grad_feats, in_idx, _apply_weight_t(g, w))
                 if need_weight:
                     grad_weight[k] = _weight_grad(x, g, w)
             else:
