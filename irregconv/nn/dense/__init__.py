@@ -2,10 +2,12 @@
 # --- part 1: classic variants (issue 4) ---
 __all__ = []
 # --- part 2: modern variants (issue 5) ---
+from .ac_block import ACBlock2d
 from .cond_conv import CondConv2d
+from .diverse_branch_block import DiverseBranchBlock2d
 from .dr_conv import DRConv2d
 from .dynamic_conv import DynamicConv2d
 from .dynet_conv import DyNetConv2d
 from .od_conv import ODConv2d
 
-__all__ += ["CondConv2d", "DRConv2d", "DynamicConv2d", "DyNetConv2d", "ODConv2d"]
+__all__ += ["ACBlock2d", "CondConv2d", "DiverseBranchBlock2d", "DRConv2d", "DynamicConv2d", "DyNetConv2d", "ODConv2d"]

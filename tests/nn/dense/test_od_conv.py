@@ -32,22 +32,11 @@ def _per_sample_reference(conv, x):
     return torch.cat(outs)
 
 
-def _randomise_running_stats(conv):
-    bn = conv.trunk[1]
-    bn.running_mean.uniform_(-0.5, 0.5)
-    bn.running_var.uniform_(0.5, 2.0)
-    with torch.no_grad():
-        bn.weight.uniform_(0.5, 1.5)
-        bn.bias.uniform_(-0.5, 0.5)
-
-
 @pytest.mark.parametrize("groups,stride,temperature", [(1, 1, 1.0), (2, 2, 3.0)])
 @pytest.mark.parametrize("device", DEVICES)
-def test_parity_with_per_sample_loop(groups, stride, temperature, device):
-    conv = ODConv2d(4, 6, 3, stride=stride, groups=groups, num_kernels=3, temperature=temperature,
-                    min_channels=4).to(device)
-    _randomise_running_stats(conv)
-    conv.eval()
+def test_parity_with_per_sample_loop(groups, stride, temperature, device, randomise_batch_norms):
+    conv = ODConv2d(4, 6, 3, stride=stride, groups=groups, num_kernels=3, temperature=temperature, min_channels=4)
+    conv = randomise_batch_norms(conv).to(device).eval()
     x = torch.randn(3, 4, 7, 6, device=device, requires_grad=True)
     out, ref = conv(x), _per_sample_reference(conv, x)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
