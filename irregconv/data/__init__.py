@@ -1,2 +1,5 @@
 """Data: point-cloud readers, voxelization, Planetoid graphs and synthetic generators."""
-__all__ = []
+from .planetoid import NodeClassificationGraph, Planetoid
+from .synthetic_graph import make_cora_like
+
+__all__ = ["NodeClassificationGraph", "Planetoid", "make_cora_like"]

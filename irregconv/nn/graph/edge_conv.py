@@ -1,0 +1,65 @@
+"""EdgeConv: "Dynamic Graph CNN for Learning on Point Clouds" (Wang et al., arXiv:1801.07829).
+
+Gather -> compute -> scatter: the rulebook is the edge list (one offset; for point clouds the k-nearest
+neighbour graph of :func:`irregconv.functional.knn.knn_graph`); ``message`` gathers
+:math:`[\\mathbf{x}_i, \\mathbf{x}_j - \\mathbf{x}_i]` at each pair and runs the MLP; the engine's
+segment reduction (max by default) scatters the messages into their targets.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ...engine import aggregate
+from ._common import graph_pair_inputs
+
+AGGREGATIONS = ("max", "mean", "add", "sum", "min")
+
+
+class EdgeConv(nn.Module):
+    """Edge convolution, drop-in for PyG's ``EdgeConv``.
+
+    .. math::
+        \\mathbf{x}'_i = \\max_{j \\in \\mathcal{N}(i)} h_{\\Theta}(\\mathbf{x}_i \\, \\Vert \\, \\mathbf{x}_j - \\mathbf{x}_i)
+
+    Args:
+        nn (torch.nn.Module): :math:`h_\\Theta`, mapping ``[P, 2 C_in]`` to ``[P, C_out]``.
+        aggr (str): ``"max"``, ``"mean"``, ``"add"`` or ``"min"`` (default: ``"max"``); targets without
+            incoming edges get zeros.
+
+    Shapes:
+        - ``x``: ``[N, C_in]`` or ``(x_src [N_in, C_in], x_dst [N_out, C_in])``; or a PyG ``Data``.
+        - ``edge_index``: ``[2, E]`` or a sparse adjacency ``A[target, source]`` (values ignored).
+        - output: ``[N_out, C_out]``.
+
+    Example:
+        >>> from irregconv.functional.knn import knn_graph
+        >>> pos = torch.randn(32, 3)
+        >>> conv = EdgeConv(torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU()))
+        >>> conv(pos, knn_graph(pos, k=4)).shape
+        torch.Size([32, 16])
+    """
+
+    def __init__(self, nn: nn.Module, aggr: str = "max"):
+        super().__init__()
+        if aggr not in AGGREGATIONS:
+            raise ValueError(f"EdgeConv: aggr must be one of {AGGREGATIONS}, got {aggr!r}")
+        self.nn = nn
+        self.aggr = aggr
+
+    def reset_parameters(self) -> None:
+        for module in self.nn.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+    def forward(self, x, edge_index=None) -> Tensor:
+        x_src, x_dst, rulebook, _ = graph_pair_inputs("EdgeConv", x, edge_index, None, None)
+        if x_dst is None:
+            raise ValueError("EdgeConv: the message needs target features; pass (x_src, x_dst), not (x_src, None)")
+        x_i = x_dst.index_select(0, rulebook.out_idx)
+        x_j = x_src.index_select(0, rulebook.in_idx)
+        messages = self.nn(torch.cat([x_i, x_j - x_i], dim=-1))
+        return aggregate(messages, rulebook, "sum" if self.aggr == "add" else self.aggr)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(nn={self.nn}, aggr={self.aggr!r})"

@@ -1,0 +1,118 @@
+"""GCNConv: "Semi-Supervised Classification with Graph Convolutional Networks" (Kipf & Welling,
+arXiv:1609.02907).
+
+Gather -> compute -> scatter: the rulebook is the edge list plus one self-loop per node (one kernel
+offset, pairs sorted by target); the symmetric normalisation :math:`1 / \\sqrt{\\hat d_j \\hat d_i}` times
+the edge weight is the per-pair scale; the engine multiplies by :math:`\\Theta` on whichever side of
+the aggregation is cheaper and sums each target's pairs in a fixed order (deterministic). Sparse node
+features go through the engine as a feature -> node rulebook (see :mod:`irregconv.functional.graph`).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from ...functional.graph import SparsePatternCache, build_gcn_rulebook, propagate, unpack_graph_inputs
+from ._common import check_features, layer_repr
+
+FLOWS = ("source_to_target", "target_to_source")
+
+
+class GCNConv(nn.Module):
+    """Graph convolution with symmetric normalisation, drop-in for PyG's ``GCNConv``.
+
+    .. math::
+        \\mathbf{X}' = \\hat{D}^{-1/2} \\hat{A} \\hat{D}^{-1/2} \\mathbf{X} \\Theta^\\top + \\mathbf{b},
+        \\qquad \\hat{A} = A + I \\ (A + 2I \\text{ if improved}), \\ \\hat{D}_{ii} = \\sum_j \\hat{A}_{ij}
+
+    Parameter names and shapes are PyG's, so a PyG ``GCNConv`` state dict loads unchanged. One
+    difference: ``improved=True`` also applies without edge weights (PyG 2.8 ignores it then).
+
+    Args:
+        in_channels (int): ``C_in``.
+        out_channels (int): ``C_out``.
+        improved (bool): self-loops of weight 2 (default: ``False``).
+        cached (bool): keep the normalised rulebook of the first call and reuse it (transductive
+            learning on one graph; default: ``False``).
+        add_self_loops (bool, optional): add the remaining self-loops; None means ``normalize``
+            (default: None). Self-loops without normalisation are refused, as in PyG.
+        normalize (bool): symmetric normalisation (default: ``True``); without it the edge weights are
+            used as given.
+        bias (bool): learn an additive bias (default: ``True``).
+        flow (str): ``"source_to_target"`` (row 0 of ``edge_index`` is the source) or
+            ``"target_to_source"`` (default: ``"source_to_target"``).
+
+    Shapes:
+        - ``x``: ``[N, C_in]`` dense or torch sparse (COO/CSR/CSC), or dense ``[*, N, C_in]``; or a PyG
+          ``Data`` (then no ``edge_index``).
+        - ``edge_index``: ``[2, E]`` int64, or a torch sparse adjacency ``A[target, source]`` ``[N, N]``
+          whose values are the edge weights.
+        - ``edge_weight``: ``[E]`` (optional).
+        - output: ``[N, C_out]`` (``[*, N, C_out]``).
+
+    Attributes:
+        lin.weight (Tensor): ``[C_out, C_in]``, Glorot-uniform initialised.
+        bias (Tensor): ``[C_out]``, zeros.
+
+    Example:
+        >>> conv = GCNConv(16, 32)
+        >>> conv(torch.randn(4, 16), torch.tensor([[0, 1, 2, 3], [1, 0, 3, 2]])).shape
+        torch.Size([4, 32])
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, improved: bool = False, cached: bool = False,
+                 add_self_loops: Optional[bool] = None, normalize: bool = True, bias: bool = True,
+                 flow: str = "source_to_target"):
+        super().__init__()
+        if add_self_loops is None:
+            add_self_loops = normalize
+        if add_self_loops and not normalize:
+            raise ValueError("GCNConv does not support adding self-loops to the graph when no on-the-fly "
+                             "normalization is applied (add_self_loops=True, normalize=False); add them to "
+                             "edge_index yourself or pass add_self_loops=False")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.improved = improved
+        self.cached = cached
+        self.add_self_loops = add_self_loops
+        self.normalize = normalize
+        self.flow = flow
+        self.lin = nn.Linear(in_channels, out_channels, bias=False)
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self._cached_rulebook = None
+        self._pattern_cache = SparsePatternCache()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.lin.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+        self._cached_rulebook = None
+
+    def forward(self, x, edge_index=None, edge_weight: Optional[Tensor] = None) -> Tensor:
+        if isinstance(x, (tuple, list)):
+            raise ValueError("GCNConv received a tuple of node features as input while this layer does not "
+                             "support bipartite message passing; use SAGEConv or GraphConv instead")
+        x, edge_index, edge_weight = unpack_graph_inputs(x, edge_index, edge_weight, "GCNConv")
+        check_features("GCNConv", x, self.in_channels)
+        if self.flow not in FLOWS:
+            raise ValueError(f"GCNConv: flow must be one of {FLOWS}, got {self.flow!r}")
+        cache = self._cached_rulebook
+        if cache is None:
+            if self.flow == "target_to_source":
+                edge_index = edge_index.flip(0)
+            cache = build_gcn_rulebook(edge_index, edge_weight, x.size(-2), self.improved, self.add_self_loops,
+                                       self.normalize, x.dtype)
+            if self.cached:
+                self._cached_rulebook = cache
+        rulebook, pair_scale = cache
+        out = propagate(x, rulebook, pair_scale, self.lin.weight.t(), cache=self._pattern_cache)
+        return out if self.bias is None else out + self.bias
+
+    def __repr__(self) -> str:
+        return layer_repr(self, (self.in_channels, self.out_channels), improved=(self.improved, False),
+                          cached=(self.cached, False), add_self_loops=(self.add_self_loops, self.normalize),
+                          normalize=(self.normalize, True), bias=(self.bias is not None, True),
+                          flow=(self.flow, "source_to_target"))
