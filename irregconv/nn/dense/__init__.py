@@ -8,8 +8,10 @@ from .diverse_branch_block import DiverseBranchBlock2d
 from .dr_conv import DRConv2d
 from .dynamic_conv import DynamicConv2d
 from .dynet_conv import DyNetConv2d
+from .ghost_module import GhostModule
 from .het_conv import HetConv2d
 from .octave_conv import OctaveConv2d
 from .od_conv import ODConv2d
+from .sc_conv import SCConv2d
 
-__all__ += ["ACBlock2d", "CondConv2d", "DiverseBranchBlock2d", "DRConv2d", "DynamicConv2d", "DyNetConv2d", "HetConv2d", "OctaveConv2d", "ODConv2d"]
+__all__ += ["ACBlock2d", "CondConv2d", "DiverseBranchBlock2d", "DRConv2d", "DynamicConv2d", "DyNetConv2d", "GhostModule", "HetConv2d", "OctaveConv2d", "ODConv2d", "SCConv2d"]
