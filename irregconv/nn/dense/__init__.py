@@ -5,6 +5,7 @@ __all__ = []
 from .ac_block import ACBlock2d
 from .cond_conv import CondConv2d
 from .diverse_branch_block import DiverseBranchBlock2d
+from .do_conv import DOConv2d
 from .dr_conv import DRConv2d
 from .dynamic_conv import DynamicConv2d
 from .dynet_conv import DyNetConv2d
@@ -14,4 +15,4 @@ from .octave_conv import OctaveConv2d
 from .od_conv import ODConv2d
 from .sc_conv import SCConv2d
 
-__all__ += ["ACBlock2d", "CondConv2d", "DiverseBranchBlock2d", "DRConv2d", "DynamicConv2d", "DyNetConv2d", "GhostModule", "HetConv2d", "OctaveConv2d", "ODConv2d", "SCConv2d"]
+__all__ += ["ACBlock2d", "CondConv2d", "DiverseBranchBlock2d", "DOConv2d", "DRConv2d", "DynamicConv2d", "DyNetConv2d", "GhostModule", "HetConv2d", "OctaveConv2d", "ODConv2d", "SCConv2d"]

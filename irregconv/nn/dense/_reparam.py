@@ -1,7 +1,8 @@
 """Structural re-parameterisation helpers: fold branches with batch norm into one conv kernel.
 
 Used by ACBlock2d and DiverseBranchBlock2d, whose training-time branches are all linear in the
-input once batch norm uses its running statistics (eval mode), so their sum is a single conv.
+input once batch norm uses its running statistics (eval mode), so their sum is a single conv, and
+by DOConv2d, whose over-parameterised kernel folds into one.
 """
 from __future__ import annotations
 
@@ -27,12 +28,13 @@ def fold_batch_norm(weight: Tensor, bias: Optional[Tensor], bn: nn.BatchNorm2d) 
     return weight * scale.reshape(-1, 1, 1, 1), folded_bias
 
 
-def conv_from(weight: Tensor, bias: Tensor, stride, padding, groups: int = 1) -> nn.Conv2d:
-    """An ``nn.Conv2d`` holding ``weight [C_out, C_in / G, kh, kw]`` and ``bias [C_out]`` (copied)."""
+def conv_from(weight: Tensor, bias: Optional[Tensor], stride, padding, dilation=1, groups: int = 1) -> nn.Conv2d:
+    """An ``nn.Conv2d`` holding (copies of) ``weight [C_out, C_in / G, kh, kw]`` and ``bias [C_out]``."""
     c_out, c_in_per_group, kh, kw = weight.shape
-    conv = nn.Conv2d(c_in_per_group * groups, c_out, (kh, kw), stride, padding, groups=groups, bias=True,
-                     device=weight.device, dtype=weight.dtype)
+    conv = nn.Conv2d(c_in_per_group * groups, c_out, (kh, kw), stride, padding, dilation, groups,
+                     bias=bias is not None, device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         conv.weight.copy_(weight)
-        conv.bias.copy_(bias)
+        if bias is not None:
+            conv.bias.copy_(bias)
     return conv

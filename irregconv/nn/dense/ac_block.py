@@ -95,7 +95,7 @@ class ACBlock2d(CountingMixin, nn.Module):
             # A 1 x k (k x 1) kernel is the centre row (column) of a k x k one.
             weight = weight + F.pad(w, ((self.kernel_size[1] - kw) // 2,) * 2 + ((self.kernel_size[0] - kh) // 2,) * 2)
             bias = bias + b.detach()
-        return conv_from(weight, bias, self.stride, (p, p), self.groups)
+        return conv_from(weight, bias, self.stride, (p, p), groups=self.groups)
 
     def _sample_macs(self, height: int, width: int) -> int:
         h_out, w_out = conv_output_size((height, width), self.kernel_size, self.stride, self.padding, (1, 1))
