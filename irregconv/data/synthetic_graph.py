@@ -55,6 +55,8 @@ def make_cora_like(num_nodes: int = 2708, num_classes: int = 7, num_features: in
     if not 0.0 <= homophily <= 1.0 or not 0.0 <= topic_strength <= 1.0:
         raise ValueError(f"make_cora_like: homophily and topic_strength must lie in [0, 1], got "
                          f"{homophily} and {topic_strength}")
+    if not 1 <= topic_words <= num_features:
+        raise ValueError(f"make_cora_like: topic_words must lie in [1, num_features={num_features}], got {topic_words}")
     if num_edges > num_nodes * (num_nodes - 1) // 4:
         raise ValueError(f"make_cora_like: num_edges={num_edges} is too dense for {num_nodes} nodes "
                          f"(at most N (N - 1) / 4 = {num_nodes * (num_nodes - 1) // 4})")
