@@ -11,10 +11,11 @@ from .dynamic_conv import DynamicConv2d
 from .dynet_conv import DyNetConv2d
 from .ghost_module import GhostModule
 from .het_conv import HetConv2d
+from .ic_conv import ICConv2d
 from .involution import Involution2d
 from .octave_conv import OctaveConv2d
 from .od_conv import ODConv2d
 from .sc_conv import SCConv2d
 from .split_attention_conv import ResNeStBottleneck, SplitAttentionConv2d
 
-__all__ += ["ACBlock2d", "CondConv2d", "DiverseBranchBlock2d", "DOConv2d", "DRConv2d", "DynamicConv2d", "DyNetConv2d", "GhostModule", "HetConv2d", "Involution2d", "OctaveConv2d", "ODConv2d", "SCConv2d", "ResNeStBottleneck", "SplitAttentionConv2d"]
+__all__ += ["ACBlock2d", "CondConv2d", "DiverseBranchBlock2d", "DOConv2d", "DRConv2d", "DynamicConv2d", "DyNetConv2d", "GhostModule", "HetConv2d", "ICConv2d", "Involution2d", "OctaveConv2d", "ODConv2d", "SCConv2d", "ResNeStBottleneck", "SplitAttentionConv2d"]
