@@ -5,6 +5,7 @@ from collections import OrderedDict
 
 from torch import nn
 
+from ...functional.batch_norm import batch_norm_module_rows
 from ...tensor import SparseTensor
 from .base import SparseModule
 
@@ -12,6 +13,11 @@ from .base import SparseModule
 class SparseSequential(nn.Sequential):
     """``nn.Sequential`` for SparseTensors: sparse modules get the SparseTensor; any other module
     (``BatchNorm1d``, ``ReLU``, ``Dropout``, ``Linear``, ...) is applied to its features ``[N, C]``.
+
+    ``torch.nn.BatchNorm1d`` modules run through
+    :func:`~irregconv.functional.batch_norm.batch_norm_module_rows`: the same computation with the same
+    parameters and buffers, but statistics that are bit-identical for any thread count (torch's CPU
+    kernel is not), so a sparse network stays deterministic end to end.
 
     Accepts modules positionally, as an ``OrderedDict``, or as keyword arguments (named, in order).
     """
@@ -28,7 +34,9 @@ class SparseSequential(nn.Sequential):
 
     def forward(self, input):
         for module in self:
-            if isinstance(input, SparseTensor) and not isinstance(module, (SparseModule, SparseSequential)):
+            if isinstance(input, SparseTensor) and isinstance(module, nn.BatchNorm1d):
+                input = input.replace(batch_norm_module_rows(module, input.feats))
+            elif isinstance(input, SparseTensor) and not isinstance(module, (SparseModule, SparseSequential)):
                 input = input.replace(module(input.feats))
             else:
                 input = module(input)
