@@ -18,4 +18,8 @@ from .od_conv import ODConv2d
 from .sc_conv import SCConv2d
 from .split_attention_conv import ResNeStBottleneck, SplitAttentionConv2d
 
-__all__ += ["ACBlock2d", "CondConv2d", "DiverseBranchBlock2d", "DOConv2d", "DRConv2d", "DynamicConv2d", "DyNetConv2d", "GhostModule", "HetConv2d", "ICConv2d", "Involution2d", "OctaveConv2d", "ODConv2d", "SCConv2d", "ResNeStBottleneck", "SplitAttentionConv2d"]
+__all__ += [
+    "ACBlock2d", "CondConv2d", "DiverseBranchBlock2d", "DOConv2d", "DRConv2d", "DynamicConv2d", "DyNetConv2d",
+    "GhostModule", "HetConv2d", "ICConv2d", "Involution2d", "OctaveConv2d", "ODConv2d", "ResNeStBottleneck",
+    "SCConv2d", "SplitAttentionConv2d",
+]

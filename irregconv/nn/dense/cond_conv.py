@@ -10,7 +10,7 @@ before the conv or the outputs after it gives the same result; both are implemen
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn.functional as F

@@ -10,9 +10,8 @@ the whole grid (one grouped conv over the batch) and each pixel keeps its region
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

@@ -10,9 +10,8 @@ batch), as in the paper.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

@@ -10,7 +10,7 @@ coefficients, so the coefficient vector is ``K x C_out`` per sample.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 from torch import Tensor, nn

@@ -88,7 +88,8 @@ class ICConv2d(CountingMixin, nn.Module):
 
     def _check_pattern(self, owner: str, pattern: Pattern) -> Dict[Tuple[int, int], int]:
         if not isinstance(pattern, Mapping):
-            raise TypeError(f"{owner}: pattern must map (d_h, d_w) pairs to channel counts, got {type(pattern).__name__}")
+            raise TypeError(f"{owner}: pattern must map (d_h, d_w) pairs to channel counts, "
+                            f"got {type(pattern).__name__}")
         checked = {}
         for dilation, count in pattern.items():
             checked[to_pair(owner, "a pattern dilation", dilation)] = check_int(owner, f"pattern[{dilation}]", count, 0)

@@ -10,7 +10,6 @@ taps. It is the mirror image of a conv: spatially specific, channel agnostic.
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

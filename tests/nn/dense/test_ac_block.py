@@ -14,22 +14,23 @@ def _reference(block, x, batch_norm):
     square = F.conv2d(x, block.square.weight, None, s, (p, p), 1, g)
     horizontal = F.conv2d(x, block.horizontal.weight, None, s, (0, p), 1, g)
     vertical = F.conv2d(x, block.vertical.weight, None, s, (p, 0), 1, g)
-    return (batch_norm(square, block.square_bn, block.training) + batch_norm(horizontal, block.horizontal_bn, block.training)
-            + batch_norm(vertical, block.vertical_bn, block.training))
+    train = block.training
+    return (batch_norm(square, block.square_bn, train) + batch_norm(horizontal, block.horizontal_bn, train)
+            + batch_norm(vertical, block.vertical_bn, train))
 
 
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("kernel_size,stride,groups", [(3, 1, 1), (5, 2, 2)])
 @pytest.mark.parametrize("device", DEVICES)
 def test_parity_with_functional(train, kernel_size, stride, groups, device, batch_norm, randomise_batch_norms):
-    block = randomise_batch_norms(ACBlock2d(4, 6, kernel_size, stride, groups)).to(device).train(train)
-    x = torch.randn(2, 4, 7, 8, device=device, requires_grad=True)
+    block = randomise_batch_norms(ACBlock2d(4, 6, kernel_size, stride, groups)).to(device, torch.float64).train(train)
+    x = torch.randn(2, 4, 7, 8, device=device, dtype=torch.float64, requires_grad=True)
     out, ref = block(x), _reference(block, x, batch_norm)
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
     grad_out = torch.randn_like(out)
     inputs = [x, *block.parameters()]
     for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("kernel_size,stride,groups", [(3, 1, 1), (5, 2, 2), (1, 1, 1)])

@@ -23,15 +23,15 @@ def _per_sample_reference(conv, x):
 @pytest.mark.parametrize("device", DEVICES)
 def test_parity_with_per_sample_loop(strategy, groups, stride, dilation, bias, device):
     conv = CondConv2d(4, 6, 3, stride=stride, dilation=dilation, groups=groups, bias=bias,
-                      num_experts=3, strategy=strategy).to(device)
-    x = torch.randn(3, 4, 7, 6, device=device, requires_grad=True)
+                      num_experts=3, strategy=strategy).to(device, torch.float64)
+    x = torch.randn(3, 4, 7, 6, device=device, dtype=torch.float64, requires_grad=True)
     out = conv(x)
     ref = _per_sample_reference(conv, x)
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
     grad_out = torch.randn_like(out)
     inputs = [x, *conv.parameters()]
     for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("groups", [1, 2])

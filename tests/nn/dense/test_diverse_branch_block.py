@@ -27,14 +27,14 @@ def _reference(block, x, batch_norm):
 @pytest.mark.parametrize("device", DEVICES)
 def test_parity_with_functional(train, kernel_size, stride, internal, device, batch_norm, randomise_batch_norms):
     block = DiverseBranchBlock2d(4, 6, kernel_size, stride, internal_channels=internal)
-    block = randomise_batch_norms(block).to(device).train(train)
-    x = torch.randn(2, 4, 7, 8, device=device, requires_grad=True)
+    block = randomise_batch_norms(block).to(device, torch.float64).train(train)
+    x = torch.randn(2, 4, 7, 8, device=device, dtype=torch.float64, requires_grad=True)
     out, ref = block(x), _reference(block, x, batch_norm)
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
     grad_out = torch.randn_like(out)
     inputs = [x, *block.parameters()]
     for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("kernel_size,stride,internal", [(3, 1, None), (5, 2, 3), (3, 2, 6)])

@@ -34,14 +34,14 @@ def _perturb(conv):
 ])
 @pytest.mark.parametrize("device", DEVICES)
 def test_parity_with_feature_composition(kernel_size, d_mul, stride, dilation, bias, device):
-    conv = _perturb(DOConv2d(4, 6, kernel_size, d_mul, stride, dilation=dilation, bias=bias)).to(device)
-    x = torch.randn(2, 4, 8, 7, device=device, requires_grad=True)
+    conv = _perturb(DOConv2d(4, 6, kernel_size, d_mul, stride, dilation=dilation, bias=bias)).to(device, torch.float64)
+    x = torch.randn(2, 4, 8, 7, device=device, dtype=torch.float64, requires_grad=True)
     out, ref = conv(x), _feature_composition(conv, x)
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
     grad_out = torch.randn_like(out)
     inputs = [x, *conv.parameters()]
     for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("bias,dilation", [(False, 1), (True, 2)])

@@ -30,14 +30,14 @@ def _per_channel_reference(conv, x):
 @pytest.mark.parametrize("groups,stride,bias", [(1, 1, True), (2, 2, False)])
 @pytest.mark.parametrize("device", DEVICES)
 def test_parity_with_per_channel_loop(groups, stride, bias, device):
-    conv = DyNetConv2d(4, 6, 3, stride=stride, groups=groups, bias=bias, num_kernels=3).to(device)
-    x = torch.randn(2, 4, 7, 6, device=device, requires_grad=True)
+    conv = DyNetConv2d(4, 6, 3, stride=stride, groups=groups, bias=bias, num_kernels=3).to(device, torch.float64)
+    x = torch.randn(2, 4, 7, 6, device=device, dtype=torch.float64, requires_grad=True)
     out, ref = conv(x), _per_channel_reference(conv, x)
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
     grad_out = torch.randn_like(out)
     inputs = [x, *conv.parameters()]
     for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
 
 
 def test_gradcheck():

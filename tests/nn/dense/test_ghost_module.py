@@ -31,14 +31,14 @@ def _reference(ghost, x, batch_norm):
 def test_parity_with_functional(train, out_channels, kernel_size, ratio, dw_size, stride, relu, device, batch_norm,
                                 randomise_batch_norms):
     ghost = GhostModule(4, out_channels, kernel_size, ratio, dw_size, stride, relu)
-    ghost = randomise_batch_norms(ghost).to(device).train(train)
-    x = torch.randn(2, 4, 7, 8, device=device, requires_grad=True)
+    ghost = randomise_batch_norms(ghost).to(device, torch.float64).train(train)
+    x = torch.randn(2, 4, 7, 8, device=device, dtype=torch.float64, requires_grad=True)
     out, ref = ghost(x), _reference(ghost, x, batch_norm)
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
     grad_out = torch.randn_like(out)
     inputs = [x, *ghost.parameters()]
     for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
 
 
 def test_gradcheck():

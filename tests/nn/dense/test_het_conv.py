@@ -28,17 +28,17 @@ def _masked_kernel(conv):
 @pytest.mark.parametrize("p,kernel_size,stride,bias", [(4, 3, 1, False), (2, 5, 2, True), (1, 3, 1, True)])
 @pytest.mark.parametrize("device", DEVICES)
 def test_equals_masked_dense_kernel(p, kernel_size, stride, bias, device):
-    conv = HetConv2d(8, 4, kernel_size, p=p, stride=stride, bias=bias).to(device)
-    x = torch.randn(2, 8, 7, 9, device=device, requires_grad=True)
+    conv = HetConv2d(8, 4, kernel_size, p=p, stride=stride, bias=bias).to(device, torch.float64)
+    x = torch.randn(2, 8, 7, 9, device=device, dtype=torch.float64, requires_grad=True)
     out = conv(x)
     ref = F.conv2d(x, _masked_kernel(conv), conv.bias, stride, kernel_size // 2)
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
     grad_out = torch.randn_like(out)
     inputs = [x, *conv.parameters()]
     # With p = 1 the point part is empty ([C_out, 0]): its gradient is an empty tensor on both sides.
     want_grads = torch.autograd.grad(ref, inputs, grad_out, allow_unused=True, materialize_grads=True)
     for got, want in zip(torch.autograd.grad(out, inputs, grad_out), want_grads):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
     torch.testing.assert_close(conv.dense_weight(), _masked_kernel(conv), rtol=0, atol=0)
 
 

@@ -28,16 +28,16 @@ def _spread_kernel(conv):
 ])
 @pytest.mark.parametrize("device", DEVICES)
 def test_parity_with_spread_kernel(pattern, kernel_size, stride, bias, device):
-    conv = ICConv2d(3, 5, kernel_size, pattern, stride, bias).to(device)
-    x = torch.randn(2, 3, 9, 8, device=device, requires_grad=True)
+    conv = ICConv2d(3, 5, kernel_size, pattern, stride, bias).to(device, torch.float64)
+    x = torch.randn(2, 3, 9, 8, device=device, dtype=torch.float64, requires_grad=True)
     out = conv(x)
     big, padding = _spread_kernel(conv)
     ref = F.conv2d(x, big, conv.bias, stride, padding)
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
     grad_out = torch.randn_like(out)
     inputs = [x, *conv.parameters()]
     for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
 
 
 def test_default_pattern_and_dilations():

@@ -36,14 +36,14 @@ def _per_pixel_reference(inv, x, batch_norm):
 def test_parity_with_per_pixel_loop(train, channels, kernel_size, stride, group_channels, device, batch_norm,
                                     randomise_batch_norms):
     inv = Involution2d(channels, channels, kernel_size, stride, reduction=2, group_channels=group_channels)
-    inv = randomise_batch_norms(inv).to(device).train(train)
-    x = torch.randn(2, channels, 6, 4, device=device, requires_grad=True)
+    inv = randomise_batch_norms(inv).to(device, torch.float64).train(train)
+    x = torch.randn(2, channels, 6, 4, device=device, dtype=torch.float64, requires_grad=True)
     out, ref = inv(x), _per_pixel_reference(inv, x, batch_norm)
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
     grad_out = torch.randn_like(out)
     inputs = [x, *inv.parameters()]
     for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("stride", [1, 2])

@@ -38,18 +38,18 @@ def _reference(conv, x_h, x_l):
 @pytest.mark.parametrize("stride,bias", [(1, False), (2, True)])
 @pytest.mark.parametrize("device", DEVICES)
 def test_parity_with_four_paths(alpha_in, alpha_out, stride, bias, device):
-    conv = OctaveConv2d(8, 8, 3, alpha_in, alpha_out, stride=stride, bias=bias).to(device)
-    x_h = torch.randn(2, conv.in_high, 8, 12, device=device, requires_grad=True)
-    x_l = torch.randn(2, conv.in_low, 4, 6, device=device, requires_grad=True) if conv.in_low else None
+    conv = OctaveConv2d(8, 8, 3, alpha_in, alpha_out, stride=stride, bias=bias).to(device, torch.float64)
+    x_h = torch.randn(2, conv.in_high, 8, 12, device=device, dtype=torch.float64, requires_grad=True)
+    x_l = torch.randn(2, conv.in_low, 4, 6, device=device, dtype=torch.float64, requires_grad=True) if conv.in_low else None
     out = conv(x_h if x_l is None else (x_h, x_l))
     out = out if isinstance(out, tuple) else (out,)
     ref = _reference(conv, x_h, x_l)
     grad_outs = [torch.randn_like(o) for o in out]
     inputs = [t for t in (x_h, x_l, *conv.parameters()) if t is not None]
     for got, want in zip(out, ref):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
     for got, want in zip(torch.autograd.grad(out, inputs, grad_outs), torch.autograd.grad(ref, inputs, grad_outs)):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -36,14 +36,14 @@ def _per_sample_reference(conv, x):
 @pytest.mark.parametrize("device", DEVICES)
 def test_parity_with_per_sample_loop(groups, stride, temperature, device, randomise_batch_norms):
     conv = ODConv2d(4, 6, 3, stride=stride, groups=groups, num_kernels=3, temperature=temperature, min_channels=4)
-    conv = randomise_batch_norms(conv).to(device).eval()
-    x = torch.randn(3, 4, 7, 6, device=device, requires_grad=True)
+    conv = randomise_batch_norms(conv).to(device, torch.float64).eval()
+    x = torch.randn(3, 4, 7, 6, device=device, dtype=torch.float64, requires_grad=True)
     out, ref = conv(x), _per_sample_reference(conv, x)
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
     grad_out = torch.randn_like(out)
     inputs = [x, *conv.parameters()]
     for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
 
 
 def test_kernel_attention_sums_to_one():

@@ -27,14 +27,14 @@ def _reference(conv, x, batch_norm):
 def test_parity_with_functional(train, out_channels, stride, pooling_r, size, device, batch_norm,
                                 randomise_batch_norms):
     conv = SCConv2d(4, out_channels, 3, stride, pooling_r)
-    conv = randomise_batch_norms(conv).to(device).train(train)
-    x = torch.randn(2, 4, *size, device=device, requires_grad=True)
+    conv = randomise_batch_norms(conv).to(device, torch.float64).train(train)
+    x = torch.randn(2, 4, *size, device=device, dtype=torch.float64, requires_grad=True)
     out, ref = conv(x), _reference(conv, x, batch_norm)
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
     grad_out = torch.randn_like(out)
     inputs = [x, *conv.parameters()]
     for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
 
 
 def test_calibration_upsamples_by_repetition():
@@ -56,7 +56,8 @@ def test_shape_repr_and_counts():
     conv = SCConv2d(16, 32)
     assert conv(torch.randn(2, 16, 12, 10)).shape == (2, 32, 12, 10)
     assert SCConv2d(16, 32, stride=2)(torch.randn(2, 16, 12, 9)).shape == (2, 32, 6, 5)
-    assert repr(conv).startswith("SCConv2d(\n  16, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), pooling_r=4\n")
+    assert repr(conv).startswith(
+        "SCConv2d(\n  16, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), pooling_r=4\n")
     weights = 2 * 16 * 8 * 9 + 2 * 8 * 8 * 9
     assert conv.num_parameters() == weights + 2 * (16 + 8 + 8 + 16)
     assert conv.macs((16, 12, 10)) == 120 * 2 * 16 * 8 * 9 + 120 * 8 * 8 * 9 + 3 * 2 * 8 * 8 * 9

@@ -54,21 +54,22 @@ def _bottleneck(block, x, batch_norm):
 
 def _check_parity(module, ref_fn, x, batch_norm):
     out, ref = module(x), ref_fn(module, x, batch_norm)
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
     grad_out = torch.randn_like(out)
     inputs = [x, *module.parameters()]
     for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("train", [True, False])
-@pytest.mark.parametrize("radix,cardinality,stride,bias", [(2, 1, 1, False), (2, 2, 2, True), (1, 2, 1, False),
-                                                           (4, 1, 1, True)])
+@pytest.mark.parametrize("radix,cardinality,stride,bias", [
+    (2, 1, 1, False), (2, 2, 2, True), (1, 2, 1, False), (4, 1, 1, True),
+])
 @pytest.mark.parametrize("device", DEVICES)
 def test_split_attention_parity(train, radix, cardinality, stride, bias, device, batch_norm, randomise_batch_norms):
     m = SplitAttentionConv2d(8, 6, 3, stride, radix=radix, cardinality=cardinality, bias=bias)
-    m = randomise_batch_norms(m).to(device).train(train)
-    x = torch.randn(3, 8, 7, 6, device=device, requires_grad=True)
+    m = randomise_batch_norms(m).to(device, torch.float64).train(train)
+    x = torch.randn(3, 8, 7, 6, device=device, dtype=torch.float64, requires_grad=True)
     _check_parity(m, _split_attention, x, batch_norm)
 
 
@@ -77,8 +78,8 @@ def test_split_attention_parity(train, radix, cardinality, stride, bias, device,
 @pytest.mark.parametrize("device", DEVICES)
 def test_bottleneck_parity(train, in_channels, stride, cardinality, device, batch_norm, randomise_batch_norms):
     block = ResNeStBottleneck(in_channels, 16, stride=stride, cardinality=cardinality)
-    block = randomise_batch_norms(block).to(device).train(train)
-    x = torch.randn(2, in_channels, 7, 6, device=device, requires_grad=True)
+    block = randomise_batch_norms(block).to(device, torch.float64).train(train)
+    x = torch.randn(2, in_channels, 7, 6, device=device, dtype=torch.float64, requires_grad=True)
     _check_parity(block, _bottleneck, x, batch_norm)
 
 
