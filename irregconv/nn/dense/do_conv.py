@@ -1,7 +1,7 @@
 """DO-Conv: a conv kernel over-parameterised by a depthwise kernel, folded into one for inference.
 
-Paper: "DO-Conv: Depthwise Over-parameterized Convolutional Layer", Cao, Li, Sun, Li, Chen, Wang,
-IEEE TIP 2022, arXiv:2006.12030.
+Paper: "DO-Conv: Depthwise Over-parameterized Convolutional Layer", Cao et al., IEEE TIP 2022,
+arXiv:2006.12030.
 
 Gather -> compute -> scatter: one ordinary ``k x k`` grid rulebook. The over-parameterisation only
 changes how the per-offset weight is produced: ``W'[o, c, tap] = sum_d D[c, tap, d] W[o, c, d]``.

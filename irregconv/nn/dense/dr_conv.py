@@ -1,7 +1,6 @@
 """DRConv: region-specific kernels, assigned per pixel by a learned guided mask.
 
-Paper: "Dynamic Region-Aware Convolution", Chen, Wang, Liu, Zhang, Qiao, Sun, CVPR 2021,
-arXiv:2003.12243.
+Paper: "Dynamic Region-Aware Convolution", Chen et al., CVPR 2021, arXiv:2003.12243.
 
 Gather -> compute -> scatter: the dense-grid rulebook is shared; the compute step of an output
 pixel uses the kernel of the region its guide assigns it to (one kernel per region and sample,

@@ -1,7 +1,7 @@
 """DyNet: per-output-channel fusion of fixed kernels, with coefficients predicted from the input.
 
 Paper: "DyNet: Dynamic Convolution for Accelerating Convolutional Neural Networks", Zhang, Zhang,
-Xu, Liu, Hu, Chen, Zhou, Chen, Liu, 2020, arXiv:2004.10694.
+Wang, Zhong, 2020, arXiv:2004.10694.
 
 Gather -> compute -> scatter: the dense-grid rulebook is shared by all samples; sample ``b``'s
 compute step uses the fused kernel whose output channel ``o`` is ``sum_k pi_bko W_k[o]``, and

@@ -1,7 +1,6 @@
 """Inception convolution: every output channel has its own dilation, chosen per axis.
 
-Paper: "Inception Convolution with Efficient Dilation Search", Liu, Song, Liu, Wang, Yang, Qiao,
-Ouyang, CVPR 2021, arXiv:2012.13587.
+Paper: "Inception Convolution with Efficient Dilation Search", Liu et al., 2020, arXiv:2012.13587.
 
 Gather -> compute -> scatter: one ``k x k`` grid rulebook per distinct ``(d_h, d_w)`` pair, each
 serving the block of output channels with that dilation; equivalently a single rulebook over the

@@ -1,7 +1,7 @@
 """Involution: position-specific kernels generated from the input, shared across channels in a group.
 
-Paper: "Involution: Inverting the Inherence of Convolution for Visual Recognition", Li, Hu, Wang,
-Zhang, Zhang, Bai, Chen, CVPR 2021, arXiv:2103.06255.
+Paper: "Involution: Inverting the Inherence of Convolution for Visual Recognition", Li et al.,
+CVPR 2021, arXiv:2103.06255.
 
 Gather -> compute -> scatter: the ``k x k`` dense grid rulebook with no weight matrix at all; each
 pair (output pixel, tap) carries a scalar generated from the input at the output pixel, one per

@@ -30,7 +30,8 @@ class ODConv2d(ExpertConv2d):
     (``C_in``, sigmoid), output-channel ``alpha_f`` (``C_out``, sigmoid) and kernel-wise
     ``alpha_w`` (``K``, softmax), every logit divided by ``temperature``. ``alpha_c`` is applied to
     the input and ``alpha_f`` to the output, which equals applying them to the kernel. No bias, as
-    in the paper.
+    in the paper. In training mode the trunk's batch norm normalises over the batch, so it needs
+    ``B > 1`` (as in the authors' code).
 
     Args:
         in_channels (int): input channels ``C_in``.

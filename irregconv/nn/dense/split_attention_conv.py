@@ -31,7 +31,8 @@ class SplitAttentionConv2d(CountingMixin, nn.Module):
     ``W`` is a grouped conv with ``cardinality * radix`` groups producing ``radix`` splits of
     ``C_out`` channels; ``F_1`` and ``F_2`` are 1x1 convs with ``cardinality`` groups; ``rSoftmax``
     is a softmax over the ``radix`` splits of each channel (a sigmoid when ``radix = 1``). The
-    channel layout follows the authors' code.
+    channel layout follows the authors' code. In training mode ``bn1`` normalises the pooled
+    ``[B, A, 1, 1]`` features over the batch, so it needs ``B > 1``.
 
     Args:
         in_channels (int): input channels ``C_in``, divisible by ``cardinality * radix``.
