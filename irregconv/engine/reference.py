@@ -13,12 +13,15 @@ from torch import Tensor
 from ..rulebook import Rulebook
 
 
-def apply_weight(x: Tensor, weight_k: Optional[Tensor]) -> Tensor:
-    """``x [P, C_in]`` times one offset's weight: ``[C_in, C_out]``, grouped ``[G, C_in/G, C_out/G]``, or None."""
+def apply_weight(x: Tensor, weight_k: Optional[Tensor], out: Optional[Tensor] = None) -> Tensor:
+    """``x [P, C_in]`` times one offset's weight: ``[C_in, C_out]``, grouped ``[G, C_in/G, C_out/G]``, or None.
+
+    ``out`` is an optional ``[P, C_out]`` buffer, used for dense (ungrouped) weights.
+    """
     if weight_k is None:
         return x
     if weight_k.dim() == 2:
-        return x @ weight_k
+        return torch.mm(x, weight_k, out=out) if out is not None else x @ weight_k
     groups, cin, cout = weight_k.shape
     if cin == 1 and cout == 1:  # depthwise: an elementwise product
         return x * weight_k.reshape(groups)
