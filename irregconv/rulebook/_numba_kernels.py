@@ -5,6 +5,8 @@ Every kernel writes disjoint memory per parallel iteration, so results never dep
 import numba
 import numpy as np
 
+from ..hashing._numba_kernels import _slot
+
 
 @numba.njit(parallel=True, cache=True)
 def compact_neighbors(neighbors):
@@ -76,3 +78,54 @@ def candidate_keys(coords, taps, stride, padding, dilation, out_shape, transpose
                 key = key * out_shape[a] + o
             keys[k, i] = key
     return keys
+
+
+@numba.njit(cache=True)
+def new_sites(keys):
+    """Deduplicate candidate output keys ``[K, N]`` (-1 = none) into sorted unique keys ``[N_out]`` and the
+    neighbour map ``[K, N_out]`` (input row feeding each output through each offset, or -1).
+
+    A serial open-addressing pass assigns first-seen ids (same bits every run), a sort of the unique keys
+    fixes the output order, and the neighbour map is filled through the rank of each id.
+    """
+    num_k, n = keys.shape
+    valid = 0
+    for k in range(num_k):
+        for i in range(n):
+            if keys[k, i] >= 0:
+                valid += 1
+    capacity = 16
+    while capacity < 2 * valid:
+        capacity *= 2
+    mask = capacity - 1
+    slots_key = np.full(capacity, -1, dtype=np.int64)
+    slots_id = np.empty(capacity, dtype=np.int64)
+    ids = np.empty((num_k, n), dtype=np.int64)
+    unique = np.empty(valid, dtype=np.int64)
+    count = 0
+    for k in range(num_k):
+        for i in range(n):
+            key = keys[k, i]
+            if key < 0:
+                ids[k, i] = -1
+                continue
+            s = _slot(key, mask)
+            while slots_key[s] != -1 and slots_key[s] != key:
+                s = (s + 1) & mask
+            if slots_key[s] == -1:
+                slots_key[s] = key
+                slots_id[s] = count
+                unique[count] = key
+                count += 1
+            ids[k, i] = slots_id[s]
+    unique = unique[:count]
+    order = np.argsort(unique)
+    rank = np.empty(count, dtype=np.int64)
+    for r in range(count):
+        rank[order[r]] = r
+    neighbors = np.full((num_k, count), -1, dtype=np.int64)
+    for k in range(num_k):
+        for i in range(n):
+            if ids[k, i] >= 0:
+                neighbors[k, rank[ids[k, i]]] = i
+    return unique[order], neighbors

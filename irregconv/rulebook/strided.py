@@ -73,11 +73,15 @@ def rulebook_to_new_sites(coords: Tensor, keys: Tensor, out_shape: Sequence[int]
         (Rulebook, Tensor): the rulebook and the output sites ``[N_out, 1 + D]`` int32, sorted by
         (batch, *spatial) so the order never depends on thread scheduling.
     """
-    valid = keys >= 0
-    unique_keys = torch.unique(keys[valid], sorted=True)
-    k_idx, in_idx = valid.nonzero(as_tuple=True)
-    neighbors = torch.full((keys.size(0), unique_keys.numel()), -1, dtype=torch.long, device=keys.device)
-    neighbors[k_idx, torch.searchsorted(unique_keys, keys[k_idx, in_idx])] = in_idx
+    if use_numba(keys):
+        from . import _numba_kernels
+        unique_keys, neighbors = (torch.from_numpy(a) for a in _numba_kernels.new_sites(keys.contiguous().numpy()))
+    else:
+        valid = keys >= 0
+        unique_keys = torch.unique(keys[valid], sorted=True)
+        k_idx, in_idx = valid.nonzero(as_tuple=True)
+        neighbors = torch.full((keys.size(0), unique_keys.numel()), -1, dtype=torch.long, device=keys.device)
+        neighbors[k_idx, torch.searchsorted(unique_keys, keys[k_idx, in_idx])] = in_idx
     rulebook = rulebook_from_neighbors(neighbors, coords.size(0), geometry)
     return rulebook, unpack_keys(unique_keys, out_shape).to(coords.device)
 
