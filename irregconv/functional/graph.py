@@ -14,7 +14,7 @@ Conventions (as PyG): ``edge_index [2, E]`` has row 0 source, row 1 target; a sp
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Callable, Hashable, Optional, Sequence, Tuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,7 @@ from torch import Tensor
 from ..engine import aggregate, gather_scatter
 from ..rulebook import Rulebook, build_graph_rulebook
 
+T = TypeVar("T")
 SPARSE_LAYOUTS = (torch.sparse_coo, torch.sparse_csr, torch.sparse_csc)
 REDUCTIONS = ("sum", "add", "mean", "max", "min")
 
@@ -170,14 +171,14 @@ def build_gcn_rulebook(edge_index: Tensor, edge_weight: Optional[Tensor] = None,
     n = _num_nodes(edge_index, num_nodes)
     if not normalize:
         rulebook = build_graph_rulebook(edge_index, n)
-        return rulebook, None if edge_weight is None else edge_weight.to(dtype)[rulebook.pair_ids]
+        return rulebook, None if edge_weight is None else edge_weight.to(dtype).index_select(0, rulebook.pair_ids)
     if edge_weight is None:
         edge_weight = torch.ones(edge_index.size(1), dtype=dtype, device=edge_index.device)
     edge_weight = edge_weight.to(dtype)
     if add_self_loops:
         edge_index, edge_weight = add_remaining_self_loops(edge_index, edge_weight, 2.0 if improved else 1.0, n)
     rulebook = build_graph_rulebook(edge_index, n)
-    weight = edge_weight[rulebook.pair_ids]
+    weight = edge_weight.index_select(0, rulebook.pair_ids)
     degree = aggregate(weight.unsqueeze(1), rulebook, "sum").squeeze(1)
     deg_inv_sqrt = degree.pow(-0.5).masked_fill(degree == 0, 0.0)
     return rulebook, deg_inv_sqrt[rulebook.in_idx] * weight * deg_inv_sqrt[rulebook.out_idx]
@@ -214,34 +215,40 @@ def mean_scale(rulebook: Rulebook, pair_scale: Optional[Tensor], dtype: torch.dt
 
 # ------------------------------------------------------------------------------------ sparse features
 
-class SparsePatternCache:
-    """One-entry cache: the feature rulebook of the last sparsity pattern seen.
+class IdentityCache:
+    """One-entry cache keyed on the identity of some tensors plus a hashable ``extra`` key.
 
-    The key is the identity of the sparse tensor's index tensors (storage address, shape, version
-    counter) plus its shape. The cache keeps those index tensors alive, so their memory cannot be reused
-    by another pattern while the entry exists; ``sparse_dropout`` keeps the indices, so every epoch hits.
-    Index tensors edited in place behind autograd's back (through numpy) are not detected.
+    A tensor's identity is its storage address, dtype, device, shape, strides and version counter: the
+    same unmodified tensor hits, a new or in-place-modified one misses (structural reuse without user
+    keys, as the rulebook cache of a voxel tensor). The entry keeps the key tensors alive, so their memory
+    cannot be reused by another tensor while it exists. Writes that bypass autograd's version counter
+    (through ``tensor.numpy()``) are not detected.
 
     Attributes:
-        builds (int): how many rulebooks were built (for reuse tests).
+        builds (int): how many entries were computed (for reuse tests).
     """
 
     def __init__(self):
         self._key = None
-        self._indices = None
-        self._rulebook = None
+        self._tensors = None
+        self._value = None
         self.builds = 0
 
-    def rulebook(self, x: Tensor) -> Rulebook:
-        indices = _pattern_tensors(x)
-        key = (x.layout, tuple(x.shape)) + tuple((t.data_ptr(), tuple(t.shape), t._version) for t in indices)
+    def get_or_build(self, tensors: Sequence[Optional[Tensor]], extra: Hashable, build: Callable[[], T]) -> T:
+        key = (extra,) + tuple(None if t is None else (t.data_ptr(), t.dtype, t.device, tuple(t.shape), t.stride(),
+                                                        t._version) for t in tensors)
         if key != self._key:
-            self._key, self._indices, self._rulebook = key, indices, feature_rulebook(x)
+            self._value = build()
+            self._key, self._tensors = key, tuple(tensors)
             self.builds += 1
-        return self._rulebook
+        return self._value
+
+    def clear(self) -> None:
+        self._key = self._tensors = self._value = None
 
 
-def _pattern_tensors(x: Tensor):
+def _pattern_tensors(x: Tensor) -> Tuple[Tensor, ...]:
+    """The index tensors that define a sparse tensor's pattern (the key of its feature rulebook)."""
     if x.layout == torch.sparse_coo:
         return (coo_parts(x)[0],)
     if x.layout == torch.sparse_csr:
@@ -253,15 +260,22 @@ def _pattern_values(x: Tensor) -> Tensor:
     return coo_parts(x)[1] if x.layout == torch.sparse_coo else x.values()
 
 
-def feature_rulebook(x: Tensor) -> Rulebook:
+def feature_rulebook(x: Tensor) -> Tuple[Rulebook, bool]:
     """One-offset rulebook of a sparse ``x [N, C]``: pair ``column -> row`` per stored value, so that
-    ``gather_scatter(W, None, rb, values[rb.pair_ids]) == x @ W``."""
+    ``gather_scatter(W, None, rb, values[rb.pair_ids]) == x @ W``.
+
+    Returns:
+        ``(rulebook, in_order)``; ``in_order`` when the stored values already are in pair order (a
+        canonical CSR tensor), so the per-call gather of the values can be skipped.
+    """
     x = x.to_sparse_csr() if x.layout == torch.sparse_csc else x
     edges, _ = adjacency_to_edge_index(x)
-    return build_graph_rulebook(edges, x.size(1), x.size(0))
+    rulebook = build_graph_rulebook(edges, x.size(1), x.size(0))
+    in_order = bool(torch.equal(rulebook.pair_ids, torch.arange(rulebook.num_pairs, device=rulebook.device)))
+    return rulebook, in_order
 
 
-def sparse_matmul(x: Tensor, weight: Tensor, cache: Optional[SparsePatternCache] = None) -> Tensor:
+def sparse_matmul(x: Tensor, weight: Tensor, cache: Optional[IdentityCache] = None) -> Tensor:
     """``x @ weight`` for torch-sparse ``x [N, C_in]`` and dense ``weight [C_in, C_out]`` on the engine.
 
     Deterministic, with gradients for ``weight`` and for ``x``'s values. ``cache`` reuses the rulebook
@@ -269,12 +283,18 @@ def sparse_matmul(x: Tensor, weight: Tensor, cache: Optional[SparsePatternCache]
     """
     if x.layout == torch.sparse_csc:
         x = x.to_sparse_csr()
-    rulebook = cache.rulebook(x) if cache is not None else feature_rulebook(x)
-    values = _pattern_values(x).to(weight.dtype)[rulebook.pair_ids]
+    if cache is None:
+        rulebook, in_order = feature_rulebook(x)
+    else:
+        rulebook, in_order = cache.get_or_build(_pattern_tensors(x), (x.layout, tuple(x.shape)),
+                                                lambda: feature_rulebook(x))
+    values = _pattern_values(x).to(weight.dtype)
+    if not in_order:
+        values = values.index_select(0, rulebook.pair_ids)
     return gather_scatter(weight, None, rulebook, values)
 
 
-def linear(x: Tensor, weight: Tensor, cache: Optional[SparsePatternCache] = None) -> Tensor:
+def linear(x: Tensor, weight: Tensor, cache: Optional[IdentityCache] = None) -> Tensor:
     """``x @ weight`` for dense ``x [*, N, C_in]`` or torch-sparse ``x [N, C_in]`` (via :func:`sparse_matmul`)."""
     return sparse_matmul(x, weight, cache) if is_sparse(x) else x @ weight
 
@@ -301,7 +321,7 @@ def sparse_dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 # -------------------------------------------------------------------------------------------- propagate
 
 def propagate(x: Tensor, rulebook: Rulebook, pair_scale: Optional[Tensor] = None, weight: Optional[Tensor] = None,
-              reduce: str = "sum", cache: Optional[SparsePatternCache] = None) -> Tensor:
+              reduce: str = "sum", cache: Optional[IdentityCache] = None) -> Tensor:
     """Aggregate (and transform) node features over a graph rulebook on the engine.
 
     .. math::
@@ -318,7 +338,7 @@ def propagate(x: Tensor, rulebook: Rulebook, pair_scale: Optional[Tensor] = None
         pair_scale (Tensor, optional): ``[P]`` per-pair scale in rulebook order.
         weight (Tensor, optional): ``[C_in, C_out]``.
         reduce (str): ``"sum"`` (``"add"``), ``"mean"``, ``"max"`` or ``"min"`` (default: ``"sum"``).
-        cache (SparsePatternCache, optional): reuses the rulebook of sparse features.
+        cache (IdentityCache, optional): reuses the rulebook of an unchanged sparsity pattern.
 
     Shapes:
         ``x [N_in, C_in]`` -> ``[N_out, C_out]`` (``C_out = C_in`` without ``weight``).

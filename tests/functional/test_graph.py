@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from irregconv.functional.graph import (SparsePatternCache, add_remaining_self_loops, add_self_loops,
+from irregconv.functional.graph import (IdentityCache, add_remaining_self_loops, add_self_loops,
                                         adjacency_to_edge_index, gcn_norm, propagate, sparse_dropout,
                                         sparse_matmul)
 from irregconv.rulebook import build_graph_rulebook
@@ -77,7 +77,7 @@ def test_sparse_matmul_sums_duplicates_of_uncoalesced_coo():
 
 def test_pattern_cache_counts_builds():
     x = (torch.randn(8, 6) * (torch.rand(8, 6) < 0.3)).to_sparse_csr()
-    cache, weight = SparsePatternCache(), torch.randn(6, 2)
+    cache, weight = IdentityCache(), torch.randn(6, 2)
     for _ in range(3):
         sparse_matmul(sparse_dropout(x, 0.5), weight, cache)
     assert cache.builds == 1

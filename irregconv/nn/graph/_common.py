@@ -5,7 +5,7 @@ from typing import Optional, Tuple, Union
 
 from torch import Tensor
 
-from ...functional.graph import unpack_graph_inputs
+from ...functional.graph import IdentityCache, unpack_graph_inputs
 from ...rulebook import Rulebook, build_graph_rulebook
 
 Channels = Union[int, Tuple[int, int]]
@@ -39,9 +39,11 @@ def check_features(owner: str, x: Tensor, channels: Optional[int], argument: str
                          f"got {list(x.shape)}")
 
 
-def graph_pair_inputs(owner: str, x, edge_index, edge_weight: Optional[Tensor], in_channels: Optional[Channels]):
+def graph_pair_inputs(owner: str, x, edge_index, edge_weight: Optional[Tensor], in_channels: Optional[Channels],
+                      cache: IdentityCache):
     """Unpack the inputs of a layer that takes ``x`` or a bipartite pair ``(x_src, x_dst)``; the widths are
-    checked against ``in_channels`` unless it is None.
+    checked against ``in_channels`` unless it is None; the rulebook is reused while ``edge_index`` is the
+    same unmodified tensor (``cache``).
 
     Returns:
         ``(x_src, x_dst, rulebook, edge_weight in pair order or None)``; ``x_dst`` may be None
@@ -57,5 +59,7 @@ def graph_pair_inputs(owner: str, x, edge_index, edge_weight: Optional[Tensor], 
         num_out = x_dst.size(-2)
     else:  # no target features: as many targets as the edges name
         num_out = int(edge_index[1].max()) + 1 if edge_index.numel() else 0
-    rulebook: Rulebook = build_graph_rulebook(edge_index, x_src.size(-2), num_out)
-    return x_src, x_dst, rulebook, None if edge_weight is None else edge_weight[rulebook.pair_ids]
+    num_in = x_src.size(-2)
+    rulebook: Rulebook = cache.get_or_build((edge_index,), (num_in, num_out),
+                                            lambda: build_graph_rulebook(edge_index, num_in, num_out))
+    return x_src, x_dst, rulebook, None if edge_weight is None else edge_weight.index_select(0, rulebook.pair_ids)

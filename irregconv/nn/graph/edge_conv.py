@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ...engine import aggregate
+from ...functional.graph import IdentityCache
 from ._common import graph_pair_inputs
 
 AGGREGATIONS = ("max", "mean", "add", "sum", "min")
@@ -46,6 +47,7 @@ class EdgeConv(nn.Module):
             raise ValueError(f"EdgeConv: aggr must be one of {AGGREGATIONS}, got {aggr!r}")
         self.nn = nn
         self.aggr = aggr
+        self._graph_cache = IdentityCache()
 
     def reset_parameters(self) -> None:
         for module in self.nn.modules():
@@ -53,7 +55,8 @@ class EdgeConv(nn.Module):
                 module.reset_parameters()
 
     def forward(self, x, edge_index=None) -> Tensor:
-        x_src, x_dst, rulebook, _ = graph_pair_inputs("EdgeConv", x, edge_index, None, None)
+        x_src, x_dst, rulebook, _ = graph_pair_inputs("EdgeConv", x, edge_index, None, None,
+                                                      self._graph_cache)
         if x_dst is None:
             raise ValueError("EdgeConv: the message needs target features; pass (x_src, x_dst), not (x_src, None)")
         x_i = x_dst.index_select(0, rulebook.out_idx)

@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from ...functional.graph import SparsePatternCache, build_gcn_rulebook, propagate, unpack_graph_inputs
+from ...functional.graph import IdentityCache, build_gcn_rulebook, propagate, unpack_graph_inputs
 from ._common import check_features, layer_repr
 
 FLOWS = ("source_to_target", "target_to_source")
@@ -34,8 +34,10 @@ class GCNConv(nn.Module):
         in_channels (int): ``C_in``.
         out_channels (int): ``C_out``.
         improved (bool): self-loops of weight 2 (default: ``False``).
-        cached (bool): keep the normalised rulebook of the first call and reuse it (transductive
-            learning on one graph; default: ``False``).
+        cached (bool): keep the normalised rulebook of the first call and reuse it for every later
+            input, as PyG does (transductive learning on one graph; default: ``False``). Without it the
+            rulebook is still reused while ``edge_index`` and ``edge_weight`` are the same unmodified
+            tensors, and rebuilt when they change.
         add_self_loops (bool, optional): add the remaining self-loops; None means ``normalize``
             (default: None). Self-loops without normalisation are refused, as in PyG.
         normalize (bool): symmetric normalisation (default: ``True``); without it the edge weights are
@@ -82,7 +84,8 @@ class GCNConv(nn.Module):
         self.lin = nn.Linear(in_channels, out_channels, bias=False)
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self._cached_rulebook = None
-        self._pattern_cache = SparsePatternCache()
+        self._graph_cache = IdentityCache()
+        self._feature_cache = IdentityCache()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -97,19 +100,31 @@ class GCNConv(nn.Module):
                              "support bipartite message passing; use SAGEConv or GraphConv instead")
         x, edge_index, edge_weight = unpack_graph_inputs(x, edge_index, edge_weight, "GCNConv")
         check_features("GCNConv", x, self.in_channels)
+        rulebook, pair_scale = self._normalized_graph(edge_index, edge_weight, x.size(-2), x.dtype)
+        out = propagate(x, rulebook, pair_scale, self.lin.weight.t(), cache=self._feature_cache)
+        return out if self.bias is None else out + self.bias
+
+    def _normalized_graph(self, edge_index: Tensor, edge_weight: Optional[Tensor], num_nodes: int, dtype):
+        """``(rulebook, pair_scale)``: the ``cached=True`` entry, else rebuilt unless ``edge_index`` and
+        ``edge_weight`` are the same unmodified tensors as last time (see ``IdentityCache``)."""
+        if self._cached_rulebook is not None:
+            return self._cached_rulebook
         if self.flow not in FLOWS:
             raise ValueError(f"GCNConv: flow must be one of {FLOWS}, got {self.flow!r}")
-        cache = self._cached_rulebook
-        if cache is None:
-            if self.flow == "target_to_source":
-                edge_index = edge_index.flip(0)
-            cache = build_gcn_rulebook(edge_index, edge_weight, x.size(-2), self.improved, self.add_self_loops,
-                                       self.normalize, x.dtype)
-            if self.cached:
-                self._cached_rulebook = cache
-        rulebook, pair_scale = cache
-        out = propagate(x, rulebook, pair_scale, self.lin.weight.t(), cache=self._pattern_cache)
-        return out if self.bias is None else out + self.bias
+
+        def build():
+            edges = edge_index.flip(0) if self.flow == "target_to_source" else edge_index
+            return build_gcn_rulebook(edges, edge_weight, num_nodes, self.improved, self.add_self_loops,
+                                      self.normalize, dtype)
+
+        if edge_weight is not None and edge_weight.requires_grad:
+            result = build()  # the scale holds a graph back to edge_weight: one backward pass only
+        else:
+            options = (num_nodes, self.improved, self.add_self_loops, self.normalize, self.flow, dtype)
+            result = self._graph_cache.get_or_build((edge_index, edge_weight), options, build)
+        if self.cached:
+            self._cached_rulebook = result
+        return result
 
     def __repr__(self) -> str:
         return layer_repr(self, (self.in_channels, self.out_channels), improved=(self.improved, False),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ...functional.graph import is_sparse, propagate
+from ...functional.graph import IdentityCache, is_sparse, propagate
 from ._common import graph_pair_inputs
 
 
@@ -42,6 +42,7 @@ class GINConv(nn.Module):
         super().__init__()
         self.nn = nn
         self.initial_eps = eps
+        self._graph_cache = IdentityCache()
         if train_eps:
             self.eps = torch.nn.Parameter(torch.empty(1))
         else:
@@ -55,7 +56,8 @@ class GINConv(nn.Module):
         self.eps.data.fill_(self.initial_eps)
 
     def forward(self, x, edge_index=None) -> Tensor:
-        x_src, x_dst, rulebook, _ = graph_pair_inputs("GINConv", x, edge_index, None, None)
+        x_src, x_dst, rulebook, _ = graph_pair_inputs("GINConv", x, edge_index, None, None,
+                                                      self._graph_cache)
         out = propagate(x_src, rulebook)
         if x_dst is not None:
             out = out + (1 + self.eps) * (x_dst.to_dense() if is_sparse(x_dst) else x_dst)

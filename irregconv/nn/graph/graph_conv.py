@@ -11,7 +11,7 @@ from typing import Optional
 
 from torch import Tensor, nn
 
-from ...functional.graph import SparsePatternCache, linear, propagate
+from ...functional.graph import IdentityCache, linear, propagate
 from ._common import Channels, graph_pair_inputs, layer_repr, pair_channels
 
 AGGREGATIONS = ("add", "sum", "mean", "max")
@@ -55,7 +55,8 @@ class GraphConv(nn.Module):
         self.aggr = aggr
         self.lin_rel = nn.Linear(c_src, out_channels, bias=bias)
         self.lin_root = nn.Linear(c_dst, out_channels, bias=False)
-        self._pattern_cache = SparsePatternCache()
+        self._graph_cache = IdentityCache()
+        self._feature_cache = IdentityCache()
 
     def reset_parameters(self) -> None:
         self.lin_rel.reset_parameters()
@@ -63,12 +64,12 @@ class GraphConv(nn.Module):
 
     def forward(self, x, edge_index=None, edge_weight: Optional[Tensor] = None) -> Tensor:
         x_src, x_dst, rulebook, pair_scale = graph_pair_inputs("GraphConv", x, edge_index, edge_weight,
-                                                               self.in_channels)
-        out = propagate(x_src, rulebook, pair_scale, self.lin_rel.weight.t(), self.aggr, self._pattern_cache)
+                                                               self.in_channels, self._graph_cache)
+        out = propagate(x_src, rulebook, pair_scale, self.lin_rel.weight.t(), self.aggr, self._feature_cache)
         if self.lin_rel.bias is not None:
             out = out + self.lin_rel.bias
         if x_dst is not None:
-            out = out + linear(x_dst, self.lin_root.weight.t(), self._pattern_cache)
+            out = out + linear(x_dst, self.lin_root.weight.t(), self._feature_cache)
         return out
 
     def __repr__(self) -> str:

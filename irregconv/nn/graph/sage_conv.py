@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...functional.graph import SparsePatternCache, linear, propagate
+from ...functional.graph import IdentityCache, linear, propagate
 from ._common import Channels, graph_pair_inputs, layer_repr, pair_channels
 
 AGGREGATIONS = ("mean", "add", "sum", "max")
@@ -64,7 +64,8 @@ class SAGEConv(nn.Module):
         self.lin = nn.Linear(c_src, c_src, bias=True) if project else None
         self.lin_l = nn.Linear(c_src, out_channels, bias=bias)
         self.lin_r = nn.Linear(c_dst, out_channels, bias=False) if root_weight else None
-        self._pattern_cache = SparsePatternCache()
+        self._graph_cache = IdentityCache()
+        self._feature_cache = IdentityCache()
 
     def reset_parameters(self) -> None:
         for lin in (self.lin, self.lin_l, self.lin_r):
@@ -72,14 +73,15 @@ class SAGEConv(nn.Module):
                 lin.reset_parameters()
 
     def forward(self, x, edge_index=None) -> Tensor:
-        x_src, x_dst, rulebook, _ = graph_pair_inputs("SAGEConv", x, edge_index, None, self.in_channels)
+        x_src, x_dst, rulebook, _ = graph_pair_inputs("SAGEConv", x, edge_index, None, self.in_channels,
+                                                      self._graph_cache)
         if self.lin is not None:
-            x_src = F.relu(linear(x_src, self.lin.weight.t(), self._pattern_cache) + self.lin.bias)
-        out = propagate(x_src, rulebook, None, self.lin_l.weight.t(), self.aggr, self._pattern_cache)
+            x_src = F.relu(linear(x_src, self.lin.weight.t(), self._feature_cache) + self.lin.bias)
+        out = propagate(x_src, rulebook, None, self.lin_l.weight.t(), self.aggr, self._feature_cache)
         if self.lin_l.bias is not None:
             out = out + self.lin_l.bias
         if self.lin_r is not None and x_dst is not None:
-            out = out + linear(x_dst, self.lin_r.weight.t(), self._pattern_cache)
+            out = out + linear(x_dst, self.lin_r.weight.t(), self._feature_cache)
         return F.normalize(out, p=2.0, dim=-1) if self.normalize else out
 
     def __repr__(self) -> str:

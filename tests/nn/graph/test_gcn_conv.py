@@ -216,23 +216,51 @@ def test_loads_pyg_state_dict_unchanged():
     assert torch.equal(conv.lin.weight, ref.lin.weight)
 
 
-def test_cached_builds_the_rulebook_once(monkeypatch):
+def _count_builds(monkeypatch):
     import irregconv.nn.graph.gcn_conv as module
     calls = []
     build = module.build_gcn_rulebook
     monkeypatch.setattr(module, "build_gcn_rulebook", lambda *a: calls.append(1) or build(*a))
+    return calls
+
+
+def test_cached_builds_the_rulebook_once_for_any_later_input(monkeypatch):
+    calls = _count_builds(monkeypatch)
     x, edge_index, _ = _graph(dtype=torch.float32)
     conv = GCNConv(5, 4, cached=True)
     first = conv(x, edge_index)
-    torch.testing.assert_close(conv(x, edge_index), first)
+    torch.testing.assert_close(conv(x, edge_index.clone()), first)
     assert len(calls) == 1
-    conv.reset_parameters()
-    conv(x, edge_index)
+    conv.reset_parameters()  # forgets the cached=True entry
+    conv(x, edge_index.clone())
     assert len(calls) == 2
-    uncached = GCNConv(5, 4)
-    uncached(x, edge_index)
-    uncached(x, edge_index)
-    assert len(calls) == 4
+
+
+def test_uncached_reuses_the_rulebook_while_inputs_are_unchanged(monkeypatch):
+    calls = _count_builds(monkeypatch)
+    x, edge_index, edge_weight = _graph(dtype=torch.float32)
+    conv = GCNConv(5, 4)
+    expected = conv(x, edge_index, edge_weight)
+    torch.testing.assert_close(conv(x, edge_index, edge_weight), expected)
+    assert len(calls) == 1
+    conv(x, edge_index)  # no weights: another graph
+    conv(x, edge_index.clone(), edge_weight)  # a new tensor
+    assert len(calls) == 3
+    conv(x, edge_index, edge_weight)
+    edge_weight.mul_(2.0)  # modified in place: detected through the version counter
+    out = conv(x, edge_index, edge_weight)
+    assert len(calls) == 5
+    reference = GCNConv(5, 4)
+    reference.load_state_dict(conv.state_dict())
+    torch.testing.assert_close(out, reference(x, edge_index, edge_weight))
+    assert len(calls) == 6  # the reference layer built its own
+    conv.improved = True  # options are part of the key
+    conv(x, edge_index, edge_weight)
+    assert len(calls) == 7
+    weight = edge_weight.clone().requires_grad_()
+    conv(x, edge_index, weight).sum().backward()
+    conv(x, edge_index, weight).sum().backward()  # a fresh scale (and autograd graph) on every call
+    assert len(calls) == 9 and weight.grad is not None
 
 
 def test_sparse_features_reuse_their_rulebook_across_dropout():
@@ -241,9 +269,9 @@ def test_sparse_features_reuse_their_rulebook_across_dropout():
     conv = GCNConv(5, 4)
     for _ in range(3):
         conv(sparse_dropout(x, 0.5, True), edge_index)
-    assert conv._pattern_cache.builds == 1
+    assert conv._feature_cache.builds == 1
     conv(x.to_dense().to_sparse_csr(), edge_index)  # new index tensors: a new rulebook
-    assert conv._pattern_cache.builds == 2
+    assert conv._feature_cache.builds == 2
 
 
 def test_repr():

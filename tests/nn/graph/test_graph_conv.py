@@ -94,3 +94,13 @@ def test_runs_on_device(device):
     expected = conv(x, edge_index, edge_weight)
     out = conv.to(device)(x.to(device), edge_index.to(device), edge_weight.to(device))
     torch.testing.assert_close(out.cpu(), expected)
+
+
+def test_rulebook_reused_for_the_same_edge_index():
+    x, edge_index, edge_weight = _inputs()
+    conv = GraphConv(6, 4).double()
+    conv(x, edge_index, edge_weight)
+    conv(x, edge_index, edge_weight * 2)  # weights are per-call pair scales, not part of the rulebook
+    assert conv._graph_cache.builds == 1
+    conv(x, edge_index.clone(), edge_weight)
+    assert conv._graph_cache.builds == 2

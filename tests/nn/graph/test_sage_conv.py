@@ -61,7 +61,7 @@ def test_sparse_features_match_dense():
     x = (x.detach() * (torch.rand(x.shape, dtype=x.dtype) < 0.3)).float()
     conv = SAGEConv(6, 4, project=True)
     torch.testing.assert_close(conv(x.to_sparse_csr(), edge_index), conv(x, edge_index), rtol=1e-5, atol=1e-6)
-    assert conv._pattern_cache.builds == 1  # projection and root term share the features' rulebook
+    assert conv._feature_cache.builds == 1  # projection and root term share the features' rulebook
 
 
 def test_repr_and_errors():
