@@ -1,3 +1,5 @@
 """Stateless functions behind the modules: sparse conv and pooling, graph normalisation, dense conv."""
+from .graph import add_remaining_self_loops, add_self_loops, gcn_norm, propagate, sparse_dropout, sparse_matmul
+from .knn import knn_graph
 from .sparse_conv import sparse_conv
 from .sparse_pool import global_pool, sparse_pool

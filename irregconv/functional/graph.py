@@ -71,8 +71,8 @@ def unpack_graph_inputs(x, edge_index, edge_weight: Optional[Tensor], owner: str
     Accepts ``edge_index [2, E]``, a torch sparse adjacency ``A[target, source]`` (its values become the
     edge weights), or a PyG ``Data`` passed as ``x`` (its ``x``, ``edge_index`` and ``edge_weight``).
     """
-    if not isinstance(x, (Tensor, tuple, list)) and hasattr(x, "edge_index"):
-        from ..compat.pyg import from_pyg_data
+    if not isinstance(x, (Tensor, tuple, list)) and (hasattr(x, "edge_index") or hasattr(x, "adj_t")):
+        from ..compat.pyg import from_pyg_data  # deferred: compat.pyg imports this module
         if edge_index is not None:
             raise ValueError(f"{owner}: got a PyG Data object and an edge_index; pass one or the other")
         x, edge_index, data_weight = from_pyg_data(x)
