@@ -173,17 +173,16 @@ class _GatherScatter(torch.autograd.Function):
                 # the adjoint aggregation A^T runs over the transposed rulebook, also sorted by output
                 transposed = transposed or rulebook.transpose()
                 order = transposed._derived["pair_order"]
-                scale_t = None if scale is None else pair_scale[order[s:e]]
+                scale_t = None if scale is None else pair_scale.index_select(0, order[s:e])
                 adjacency_t = _csr(transposed, s, e, scale_t, feats.dtype)
                 if _transform_first(w):
-                    h = apply_weight(feats, w)
                     grad_h = adjacency_t @ grad_out
                     if need_feats:
                         grad_feats += _apply_weight_t(grad_h, w)
                     if need_weight:
                         grad_weight[k] = _weight_grad(feats, grad_h, w)
                     if need_scale:
-                        grad_scale[s:e] = _rowdot(h.index_select(0, rulebook.in_idx[s:e]),
+                        grad_scale[s:e] = _rowdot(apply_weight(feats, w).index_select(0, rulebook.in_idx[s:e]),
                                                   grad_out.index_select(0, rulebook.out_idx[s:e]))
                 else:
                     grad_agg = _apply_weight_t(grad_out, w)

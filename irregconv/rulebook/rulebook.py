@@ -117,7 +117,9 @@ class Rulebook:
         result._derived["transpose"] = self
         # pair p of the transpose is pair order[p] of self, and the other way round with the inverse
         result._derived["pair_order"] = order
-        self._derived["pair_order"] = torch.argsort(order)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(order.numel(), device=order.device)
+        self._derived["pair_order"] = inverse
         self._derived["transpose"] = result
         return result
 

@@ -42,7 +42,8 @@ def data_path(*parts: str) -> Path | None:
 
 def with_data(*parts: str):
     """Mark a test as reading ``$IRREGCONV_DATA/<parts>``; skip if it is missing."""
-    present = data_path(*parts) is not None
-    return pytest.mark.data(
-        pytest.mark.skipif(not present, reason=f"needs data $IRREGCONV_DATA/{'/'.join(parts)}")
-    )
+    skip = pytest.mark.skipif(data_path(*parts) is None, reason=f"needs data $IRREGCONV_DATA/{'/'.join(parts)}")
+
+    def decorate(test):
+        return pytest.mark.data(skip(test))
+    return decorate
