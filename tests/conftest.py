@@ -22,10 +22,14 @@ def pytest_runtest_logreport(report):
 
 def pytest_sessionfinish(session, exitstatus):
     if _strict_skips:
-        print("\nCI=true: these tests were skipped for missing data or packages:")
-        for line in _strict_skips:
-            print("  " + line)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _strict_skips:
+        terminalreporter.section("CI=true: skipped for missing data or packages (counts as a failure)")
+        for line in _strict_skips:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(autouse=True)
