@@ -1,0 +1,255 @@
+"""Independent oracles for tests: dense ``torch.nn.functional`` convolutions evaluated at active sites,
+weight layout conversions, brute-force rulebook pairs, and the rulebook invariants.
+
+Nothing here reuses the engine or the rulebook builders, so a test that compares them with these
+functions compares two independent computations:
+
+* sparse features are *densified* onto a ``[B, C, *S]`` grid (zeros at inactive sites), run through
+  ``F.conv{1,2,3}d`` / ``F.conv_transpose{1,2,3}d`` and read back at the active output sites;
+* kernel regions other than the full cube become a dense weight with zeros at the missing taps;
+* rulebook pairs are recomputed by brute force over all (input, output, tap) triples, and output site
+  sets from a dense convolution of the occupancy grid with an all-ones kernel.
+
+Weight layouts (``k`` the kernel size, ``K = prod(k)`` taps in C order, ``G`` groups):
+
+* engine ``[K, C_in, C_out]`` or grouped ``[K, G, C_in/G, C_out/G]``;
+* torch convolution ``[C_out, C_in/G, *k]``; torch transposed convolution ``[C_in, C_out/G, *k]``;
+* spconv's KRSC ``[C_out, *k, C_in]`` (ungrouped).
+
+Ungrouped, ``w_torch = w.reshape(*k, C_in, C_out).permute(-1, -2, 0, 1, 2)`` for a 3D kernel.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+
+
+def _tuple(value, dims: int):
+    return (int(value),) * dims if isinstance(value, int) else tuple(int(v) for v in value)
+
+
+# ---------------------------------------------------------------------------------------------- grids
+
+
+def densify(feats: Tensor, coords: Tensor, spatial_shape: Sequence[int], batch_size: int) -> Tensor:
+    """Scatter ``feats [N, C]`` at ``coords [N, 1 + D]`` into ``[B, C, *spatial_shape]`` (zeros elsewhere);
+    differentiable in ``feats``."""
+    grid = feats.new_zeros((int(batch_size), *[int(s) for s in spatial_shape], feats.size(1)))
+    grid = grid.index_put(tuple(coords.long().t()), feats)
+    return grid.movedim(-1, 1)
+
+
+def values_at(dense: Tensor, coords: Tensor) -> Tensor:
+    """Rows of ``dense [B, C, *S]`` at ``coords [N, 1 + D]`` -> ``[N, C]``; sites beyond ``S`` read 0.
+
+    Reading zeros beyond the grid lets an oracle whose output grid is smaller than the sites asked for
+    (e.g. ``conv_transpose3d`` when mapping back onto the input grid of a strided conv) still be read.
+    """
+    dims = dense.dim() - 2
+    if coords.numel():
+        need = (coords[:, 1:].long().max(dim=0).values + 1).tolist()
+        pad = []
+        for a in reversed(range(dims)):
+            pad += [0, max(0, need[a] - dense.size(2 + a))]
+        if any(pad):
+            dense = F.pad(dense, pad)
+    return dense.movedim(1, -1)[tuple(coords.long().t())]
+
+
+# -------------------------------------------------------------------------------------------- weights
+
+
+def weight_to_torch(weight: Tensor, kernel_size: Sequence[int], taps: Optional[Tensor] = None,
+                    transposed: bool = False) -> Tensor:
+    """Engine weight -> torch's layout (differentiable).
+
+    Args:
+        weight (Tensor): ``[K, C_in, C_out]`` or grouped ``[K, G, C_in/G, C_out/G]``.
+        kernel_size (sequence of int): the kernel box ``k`` (``D`` entries).
+        taps (Tensor, optional): ``[K, D]`` tap vectors of a non-cube region (``KernelRegion.taps``);
+            the other taps of the box get zero weight. Default: the full box in C order.
+        transposed (bool): return ``conv_transpose``'s ``[C_in, C_out/G, *k]`` instead of conv's
+            ``[C_out, C_in/G, *k]`` (default: False).
+    """
+    ks = tuple(int(k) for k in kernel_size)
+    grouped = weight if weight.dim() == 4 else weight.unsqueeze(1)
+    _, groups, cin, cout = grouped.shape
+    if taps is None:
+        box = grouped.reshape(*ks, groups, cin, cout)
+    else:
+        box = grouped.new_zeros((*ks, groups, cin, cout)).index_put(tuple(taps.long().t()), grouped)
+    dims = len(ks)
+    spatial = list(range(dims))
+    g, i, o = dims, dims + 1, dims + 2
+    if transposed:
+        return box.permute(g, i, o, *spatial).reshape(groups * cin, cout, *ks)
+    return box.permute(g, o, i, *spatial).reshape(groups * cout, cin, *ks)
+
+
+def weight_from_torch(weight: Tensor, groups: int = 1, taps: Optional[Tensor] = None,
+                      transposed: bool = False) -> Tensor:
+    """Torch's layout -> engine weight (inverse of :func:`weight_to_torch`; keeps only ``taps`` if given).
+
+    Returns ``[K, C_in, C_out]`` for ``groups == 1``, else ``[K, G, C_in/G, C_out/G]``.
+    """
+    ks = tuple(weight.shape[2:])
+    dims = len(ks)
+    if transposed:
+        box = weight.reshape(groups, weight.size(0) // groups, weight.size(1), *ks)          # G, Ci, Co, *k
+        box = box.permute(*range(3, 3 + dims), 0, 1, 2)
+    else:
+        box = weight.reshape(groups, weight.size(0) // groups, weight.size(1), *ks)          # G, Co, Ci, *k
+        box = box.permute(*range(3, 3 + dims), 0, 2, 1)
+    out = box.reshape(-1, *box.shape[dims:]) if taps is None else box[tuple(taps.long().t())]
+    return out.squeeze(1) if groups == 1 else out
+
+
+def krsc_to_torch(weight: Tensor) -> Tensor:
+    """spconv's KRSC ``[C_out, *k, C_in]`` -> torch's ``[C_out, C_in, *k]``."""
+    return weight.movedim(-1, 1)
+
+
+def torch_to_krsc(weight: Tensor) -> Tensor:
+    """torch's ``[C_out, C_in, *k]`` -> spconv's KRSC ``[C_out, *k, C_in]``."""
+    return weight.movedim(1, -1)
+
+
+# --------------------------------------------------------------------------------- dense convolutions
+
+
+def dense_conv(x: Tensor, weight: Tensor, stride=1, padding=0, dilation=1, groups: int = 1,
+               transposed: bool = False, output_padding=0) -> Tensor:
+    """``F.conv{D}d`` (or ``F.conv_transpose{D}d``) of ``x [B, C, *S]`` with a torch-layout ``weight``."""
+    dims = x.dim() - 2
+    if transposed:
+        return _CONV_TRANSPOSE[dims](x, weight, None, stride, padding, output_padding, groups, dilation)
+    return _CONV[dims](x, weight, None, stride, padding, dilation, groups)
+
+
+def conv_at_sites(feats: Tensor, coords: Tensor, out_coords: Tensor, weight: Tensor, spatial_shape: Sequence[int],
+                  batch_size: int, kernel_size: Sequence[int], stride=1, padding=0, dilation=1,
+                  taps: Optional[Tensor] = None, transposed: bool = False, output_padding=0) -> Tensor:
+    """Dense oracle of a sparse convolution, read at ``out_coords``.
+
+    Densifies ``feats [N_in, C_in]`` on ``coords [N_in, 1 + D]``, runs torch's convolution (or transposed
+    convolution) with the engine ``weight`` converted by :func:`weight_to_torch`, and returns its rows at
+    ``out_coords [N_out, 1 + D]`` -> ``[N_out, C_out]``. Differentiable in ``feats`` and ``weight``.
+    """
+    groups = weight.size(1) if weight.dim() == 4 else 1
+    x = densify(feats, coords, spatial_shape, batch_size)
+    w = weight_to_torch(weight, kernel_size, taps, transposed)
+    return values_at(dense_conv(x, w, stride, padding, dilation, groups, transposed, output_padding), out_coords)
+
+
+def subm_conv_at_sites(feats: Tensor, coords: Tensor, weight: Tensor, spatial_shape: Sequence[int],
+                       batch_size: int, kernel_size: Sequence[int], dilation=1,
+                       taps: Optional[Tensor] = None) -> Tensor:
+    """Submanifold oracle: a dense convolution with padding ``(k // 2) * dilation``, read at the input sites."""
+    ks = tuple(int(k) for k in kernel_size)
+    dl = _tuple(dilation, len(ks))
+    padding = tuple((k // 2) * d for k, d in zip(ks, dl))
+    return conv_at_sites(feats, coords, coords, weight, spatial_shape, batch_size, ks, 1, padding, dl, taps)
+
+
+def reference_output_sites(coords: Tensor, spatial_shape: Sequence[int], batch_size: int, kernel_size: Sequence[int],
+                           stride=1, padding=0, dilation=1, taps: Optional[Tensor] = None,
+                           transposed: bool = False, output_padding=0) -> Tensor:
+    """Output sites of a strided (or generative transposed) sparse convolution: every site of the output
+    grid that some tap reaches from an active input, found by convolving the occupancy grid with an
+    all-ones kernel (masked to ``taps``). Returns ``[N_out, 1 + D]`` int32 in (batch, *spatial) order."""
+    ks = tuple(int(k) for k in kernel_size)
+    occupancy = densify(torch.ones(coords.size(0), 1, dtype=torch.float64, device=coords.device), coords,
+                        spatial_shape, batch_size)
+    volume = taps.size(0) if taps is not None else int(torch.tensor(ks).prod())
+    ones = torch.ones(volume, 1, 1, dtype=torch.float64, device=coords.device)
+    reach = dense_conv(occupancy, weight_to_torch(ones, ks, taps, transposed), stride, padding, dilation, 1,
+                       transposed, output_padding)
+    return (reach[:, 0] > 0).nonzero().to(torch.int32)
+
+
+# --------------------------------------------------------------------------------------- rulebooks
+
+
+def reference_pairs(in_coords: Tensor, out_coords: Tensor, taps: Tensor, stride=1, padding=0,
+                    dilation=1) -> Tensor:
+    """Every ``(k, out, in)`` with ``in_coords[in] = out_coords[out] * stride - padding + taps[k] * dilation``
+    in the same batch item, by brute force over all triples. Returns ``[P, 3]`` int64 sorted
+    lexicographically (the canonical rulebook order). For a submanifold rulebook use
+    ``padding = (k // 2) * dilation``; for a transposed one swap the roles of inputs and outputs."""
+    dims = taps.size(1)
+    st, pd, dl = (torch.tensor(_tuple(v, dims)) for v in (stride, padding, dilation))
+    x_in, x_out = in_coords.long().cpu(), out_coords.long().cpu()
+    src = x_out[None, :, 1:] * st - pd + (taps.long() * dl)[:, None, :]                      # [K, N_out, D]
+    hit = (src[:, :, None, :] == x_in[None, None, :, 1:]).all(dim=3)                        # [K, N_out, N_in]
+    hit &= (x_out[:, 0][:, None] == x_in[:, 0][None, :])[None]
+    return hit.nonzero()
+
+
+def rulebook_triples(rulebook) -> Tensor:
+    """``[P, 3]`` int64 ``(offset, out_idx, in_idx)`` of every pair, in the rulebook's order."""
+    k = torch.repeat_interleave(torch.arange(rulebook.kernel_volume), rulebook.offset_ptr.diff())
+    return torch.stack([k, rulebook.out_idx.cpu(), rulebook.in_idx.cpu()], dim=1)
+
+
+def assert_rulebook_invariants(rulebook) -> None:
+    """Assert the invariants every rulebook promises (see :mod:`irregconv.rulebook.rulebook`)."""
+    ptr, p = rulebook.offset_ptr, rulebook.num_pairs
+    assert ptr.dtype == torch.int64 and ptr.device.type == "cpu" and ptr.dim() == 1
+    assert int(ptr[0]) == 0 and int(ptr[-1]) == p and bool((ptr.diff() >= 0).all())
+    for name in ("in_idx", "out_idx"):
+        idx = getattr(rulebook, name)
+        assert idx.dtype == torch.int64 and idx.shape == (p,), f"{name}: {idx.dtype} {list(idx.shape)}"
+    if p:
+        assert 0 <= int(rulebook.in_idx.min()) and int(rulebook.in_idx.max()) < rulebook.num_in
+        assert 0 <= int(rulebook.out_idx.min()) and int(rulebook.out_idx.max()) < rulebook.num_out
+    triples = rulebook_triples(rulebook)
+    key = (triples[:, 0] * rulebook.num_out + triples[:, 1]) * max(rulebook.num_in, 1) + triples[:, 2]
+    assert bool((key.diff() > 0).all()), "pairs must be sorted by (offset, out, in) without repeats"
+    if rulebook.injective:
+        for column in (1, 2):
+            per_offset = triples[:, 0] * max(rulebook.num_in, rulebook.num_out) + triples[:, column]
+            assert torch.unique(per_offset).numel() == p, "an injective offset repeats a row"
+    if rulebook.identity_offset is not None:
+        k = rulebook.identity_offset
+        s, e = int(ptr[k]), int(ptr[k + 1])
+        rows = torch.arange(rulebook.num_in, device=rulebook.device)
+        assert rulebook.num_in == rulebook.num_out
+        assert torch.equal(rulebook.in_idx[s:e], rows) and torch.equal(rulebook.out_idx[s:e], rows)
+    if rulebook.pair_ids is not None:
+        assert torch.equal(rulebook.pair_ids.sort().values, torch.arange(p, device=rulebook.device))
+
+
+# --------------------------------------------------------------------------------------------- parity
+
+
+def assert_parity(fn: Callable[..., Tensor], oracle: Callable[..., Tensor], inputs: Sequence[Tensor],
+                  rtol: Optional[float] = None, atol: Optional[float] = None,
+                  generator: Optional[torch.Generator] = None) -> None:
+    """Assert ``fn(*inputs)`` equals ``oracle(*inputs)``, and so do the gradients of a random cotangent with
+    respect to every input that requires grad (absent gradients count as zeros).
+
+    Tolerances default to ``torch.testing.assert_close``'s for the dtype.
+    """
+    def run(f):
+        leaves = [x.detach().clone().requires_grad_(x.requires_grad) for x in inputs]
+        return leaves, f(*leaves)
+
+    leaves_f, out_f = run(fn)
+    leaves_o, out_o = run(oracle)
+    torch.testing.assert_close(out_f, out_o, rtol=rtol, atol=atol, msg=lambda m: f"output: {m}")
+    wanted = [i for i, x in enumerate(inputs) if x.requires_grad]
+    if not wanted:
+        return
+    cotangent = torch.randn(out_o.shape, dtype=out_o.dtype, generator=generator).to(out_o.device)
+    grads = []
+    for leaves, out in ((leaves_f, out_f), (leaves_o, out_o)):
+        got = torch.autograd.grad(out, [leaves[i] for i in wanted], cotangent, allow_unused=True)
+        grads.append([torch.zeros_like(leaves[i]) if g is None else g for i, g in zip(wanted, got)])
+    for i, g_f, g_o in zip(wanted, *grads):
+        torch.testing.assert_close(g_f, g_o, rtol=rtol, atol=atol, msg=lambda m, i=i: f"grad of input {i}: {m}")
