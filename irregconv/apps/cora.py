@@ -24,6 +24,7 @@ from ..data.planetoid import PLANETOID_NAMES, NodeClassificationGraph, Planetoid
 from ..data.synthetic_graph import make_cora_like
 from ..functional.graph import is_sparse, sparse_dropout
 from ..nn.graph.gcn_conv import GCNConv
+from .progress import ProgressBar
 
 DATASETS = PLANETOID_NAMES + ("synthetic",)
 
@@ -102,51 +103,28 @@ def train_gcn(graph: NodeClassificationGraph, seed: int, epochs: int = 200, spar
 
     Returns:
         dict: ``test_acc`` and ``val_acc`` at the selected epoch, ``epoch_times`` (seconds per training
-        step), ``best_epoch``.
+        step), ``best_epoch``, and per epoch ``losses`` (training loss) and ``val_curve`` (validation accuracy).
     """
     x = row_normalize(graph.x.to_sparse_csr() if sparse else graph.x)
     torch.manual_seed(seed)
     model = GCN(graph.num_features, hidden, graph.num_classes).to(graph.x.device)
     optimizer = make_optimizer(model)
-    best_val, test_acc, best_epoch, times = -1.0, 0.0, 0, []
+    best_val, test_acc, best_epoch, times, losses, val_curve = -1.0, 0.0, 0, [], [], []
     masks = (graph.val_mask, graph.test_mask)
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        train_step(model, optimizer, x, graph.edge_index, graph.y, graph.train_mask)
+        losses.append(train_step(model, optimizer, x, graph.edge_index, graph.y, graph.train_mask))
         if x.is_cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
         val_acc, tmp_test = evaluate(model, x, graph.edge_index, graph.y, masks)
+        val_curve.append(val_acc)
         if val_acc > best_val:
             best_val, test_acc, best_epoch = val_acc, tmp_test, epoch
         if on_epoch is not None:
             on_epoch(epoch)
-    return dict(test_acc=test_acc, val_acc=best_val, epoch_times=times, best_epoch=best_epoch)
-
-
-class ProgressBar:
-    """A one-line text progress bar on stderr (redrawn in place on a terminal, sparse lines otherwise)."""
-
-    def __init__(self, total: int, label: str, stream=None, width: int = 30):
-        self.total, self.label, self.width = total, label, width
-        self.stream = sys.stderr if stream is None else stream
-        self.tty = getattr(self.stream, "isatty", lambda: False)()
-        self.done = 0
-
-    def update(self, done: int, note: str = "") -> None:
-        self.done = done
-        filled = self.width * done // max(self.total, 1)
-        line = f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} {note}"
-        if self.tty:
-            self.stream.write("\r" + line)
-        elif done == self.total or done % max(self.total // 10, 1) == 0:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+    return dict(test_acc=test_acc, val_acc=best_val, epoch_times=times, best_epoch=best_epoch, losses=losses,
+                val_curve=val_curve)
 
 
 def default_root() -> Path:

@@ -13,7 +13,7 @@ import torch
 from ..data.boxes import average_precision
 from ..data.lidar_scene import Scene, generate_scene
 from ..models.detector import CenterPointDetector, DetectorConfig, build_targets, decode, detection_loss
-from .progress import Progress
+from .progress import ProgressBar
 
 #: ground-truth cars need this many LiDAR points to count (KITTI-style "hard" cut-off for unseen objects)
 MIN_POINTS_PER_OBJECT = 5
@@ -63,19 +63,23 @@ def train_detector(model: CenterPointDetector, scans: List[LabelledScan], steps:
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.3)
     losses = []
     start = time.perf_counter()
-    with Progress(steps, "detector", enabled=progress) as bar:
-        for step in range(steps):
-            batch = [augment(scans[i], rng) for i in rng.choice(len(scans), batch_size, replace=False)]
-            voxels = model.voxelize([b.points for b in batch])
-            heatmap, regression = model(voxels)
-            loss, _ = detection_loss(heatmap, regression, build_targets(model.config, [b.boxes for b in batch]))
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
-            bar.update(loss=losses[-1], scenes_per_s=(step + 1) * batch_size / (time.perf_counter() - start))
+    bar = ProgressBar(steps, "detector") if progress else None
+    for step in range(steps):
+        batch = [augment(scans[i], rng) for i in rng.choice(len(scans), batch_size, replace=False)]
+        voxels = model.voxelize([b.points for b in batch])
+        heatmap, regression = model(voxels)
+        loss, _ = detection_loss(heatmap, regression, build_targets(model.config, [b.boxes for b in batch]))
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        if bar is not None:
+            rate = (step + 1) * batch_size / (time.perf_counter() - start)
+            bar.update(step + 1, f"loss {losses[-1]:.3f}  {rate:.1f} scenes/s")
+    if bar is not None:
+        bar.close()
     return losses
 
 

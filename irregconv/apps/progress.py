@@ -1,33 +1,29 @@
-"""A dependency-free progress bar on stderr (one line, redrawn)."""
+"""A dependency-free progress bar on stderr."""
 from __future__ import annotations
 
 import sys
-import time
 
 
-class Progress:
-    """``with Progress(total, "train") as bar: bar.update(loss=..., rate=...)``."""
+class ProgressBar:
+    """A one-line text progress bar on stderr (redrawn in place on a terminal, sparse lines otherwise)."""
 
-    def __init__(self, total: int, label: str, enabled: bool = True, width: int = 24):
-        self.total, self.label, self.enabled, self.width = total, label, enabled, width
+    def __init__(self, total: int, label: str, stream=None, width: int = 30):
+        self.total, self.label, self.width = total, label, width
+        self.stream = sys.stderr if stream is None else stream
+        self.tty = getattr(self.stream, "isatty", lambda: False)()
         self.done = 0
-        self.start = time.perf_counter()
 
-    def update(self, step: int = 1, **values) -> None:
-        self.done += step
-        if not self.enabled:
-            return
-        filled = int(self.width * self.done / max(self.total, 1))
-        fields = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
-        elapsed = time.perf_counter() - self.start
-        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total}"
-                         f"  {fields}  {elapsed:.0f}s ")
-        sys.stderr.flush()
+    def update(self, done: int, note: str = "") -> None:
+        self.done = done
+        filled = self.width * done // max(self.total, 1)
+        line = f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} {note}"
+        if self.tty:
+            self.stream.write("\r" + line)
+        elif done == self.total or done % max(self.total // 10, 1) == 0:
+            self.stream.write(line + "\n")
+        self.stream.flush()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()

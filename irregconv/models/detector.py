@@ -69,17 +69,15 @@ def _block(kind, c_in, c_out, **kw):
     return [conv, nn.BatchNorm1d(c_out), nn.ReLU()]
 
 
-class SparseBackbone3d(SparseSequential):
+def sparse_backbone_3d(in_channels: int, channels: Sequence[int] = (16, 32, 64)) -> SparseSequential:
     """SECOND-style sparse encoder, 4x in y/x: SubM, then two (strided conv + SubM) stages, then a
     height-only strided conv. Input ``[N, C_in]`` voxels on ``(Z, Y, X)``; output on ``(Z', Y/4, X/4)``."""
-
-    def __init__(self, in_channels: int, channels: Sequence[int] = (16, 32, 64)):
-        c0, c1, c2 = channels
-        layers = _block("subm", in_channels, c0)
-        layers += _block("conv", c0, c1, kernel_size=3, stride=2, padding=1) + _block("subm", c1, c1)
-        layers += _block("conv", c1, c2, kernel_size=3, stride=2, padding=1) + _block("subm", c2, c2)
-        layers += _block("conv", c2, c2, kernel_size=(3, 1, 1), stride=(2, 1, 1))
-        super().__init__(*layers)
+    c0, c1, c2 = channels
+    layers = _block("subm", in_channels, c0)
+    layers += _block("conv", c0, c1, kernel_size=3, stride=2, padding=1) + _block("subm", c1, c1)
+    layers += _block("conv", c1, c2, kernel_size=3, stride=2, padding=1) + _block("subm", c2, c2)
+    layers += _block("conv", c2, c2, kernel_size=(3, 1, 1), stride=(2, 1, 1))
+    return SparseSequential(*layers)
 
 
 class CenterPointDetector(nn.Module):
@@ -92,7 +90,7 @@ class CenterPointDetector(nn.Module):
     def __init__(self, config: DetectorConfig = DetectorConfig()):
         super().__init__()
         self.config = config
-        self.backbone = SparseBackbone3d(config.num_point_features, config.channels)
+        self.backbone = sparse_backbone_3d(config.num_point_features, config.channels)
         z = config.grid[0]
         for _ in range(2):
             z = (z + 2 - 3) // 2 + 1
