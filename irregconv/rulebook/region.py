@@ -23,7 +23,11 @@ def as_tuple(value, dims: int, name: str, owner: str = "KernelRegion", minimum: 
     else:
         try:
             out = tuple(int(v) for v in value)
-        except TypeError:
+            # int() would silently truncate 2.5 or parse "3"; only integral numbers are accepted
+            integral = all(not isinstance(v, (str, bytes, bool)) and v == int(v) for v in value)
+        except (TypeError, ValueError):
+            integral = False
+        if not integral:
             raise TypeError(f"{owner}: {name} must be an int or a sequence of {dims} ints, got {value!r}") from None
         if len(out) != dims:
             raise ValueError(f"{owner}: {name} must have {dims} entries (one per spatial axis), got {value!r}")
