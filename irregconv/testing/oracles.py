@@ -20,8 +20,10 @@ Ungrouped, ``w_torch = w.reshape(*k, C_in, C_out).permute(-1, -2, 0, 1, 2)`` for
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Optional, Sequence
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -253,3 +255,20 @@ def assert_parity(fn: Callable[..., Tensor], oracle: Callable[..., Tensor], inpu
         grads.append([torch.zeros_like(leaves[i]) if g is None else g for i, g in zip(wanted, got)])
     for i, g_f, g_o in zip(wanted, *grads):
         torch.testing.assert_close(g_f, g_o, rtol=rtol, atol=atol, msg=lambda m, i=i: f"grad of input {i}: {m}")
+
+
+@contextlib.contextmanager
+def torch_rulebook_paths():
+    """Within the block, the rulebook builders take their pure-torch paths instead of the numba kernels
+    (to test one against the other on the CPU): every ``use_numba`` in ``irregconv.rulebook`` says False."""
+    import importlib
+    import pkgutil
+
+    import irregconv.rulebook as package
+
+    with pytest.MonkeyPatch.context() as patch:
+        for info in pkgutil.iter_modules(package.__path__):
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            if hasattr(module, "use_numba"):
+                patch.setattr(module, "use_numba", lambda tensor: False)
+        yield
