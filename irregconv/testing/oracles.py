@@ -48,19 +48,7 @@ def densify(feats: Tensor, coords: Tensor, spatial_shape: Sequence[int], batch_s
 
 
 def values_at(dense: Tensor, coords: Tensor) -> Tensor:
-    """Rows of ``dense [B, C, *S]`` at ``coords [N, 1 + D]`` -> ``[N, C]``; sites beyond ``S`` read 0.
-
-    Reading zeros beyond the grid lets an oracle whose output grid is smaller than the sites asked for
-    (e.g. ``conv_transpose3d`` when mapping back onto the input grid of a strided conv) still be read.
-    """
-    dims = dense.dim() - 2
-    if coords.numel():
-        need = (coords[:, 1:].long().max(dim=0).values + 1).tolist()
-        pad = []
-        for a in reversed(range(dims)):
-            pad += [0, max(0, need[a] - dense.size(2 + a))]
-        if any(pad):
-            dense = F.pad(dense, pad)
+    """Rows of ``dense [B, C, *S]`` at ``coords [N, 1 + D]`` -> ``[N, C]`` (every site must lie inside ``S``)."""
     return dense.movedim(1, -1)[tuple(coords.long().t())]
 
 

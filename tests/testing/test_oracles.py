@@ -60,9 +60,6 @@ def test_densify_and_values_at():
     torch.testing.assert_close(grid[1, :, 3, 1], feats[2], rtol=0, atol=0)
     assert float(grid.abs().sum()) == pytest.approx(float(feats.abs().sum()))
     torch.testing.assert_close(values_at(grid, coords), feats, rtol=0, atol=0)
-    beyond = torch.tensor([[0, 5, 1], [1, 3, 1]])
-    torch.testing.assert_close(values_at(grid, beyond), torch.stack([torch.zeros(2, dtype=torch.float64), feats[2]]),
-                               rtol=0, atol=0)
 
 
 def test_one_by_one_conv_is_a_matmul():
