@@ -263,3 +263,41 @@ def torch_rulebook_paths():
             if hasattr(module, "use_numba"):
                 patch.setattr(module, "use_numba", lambda tensor: False)
         yield
+
+
+# ------------------------------------------------------------------------------- rulebooks of every kind
+
+#: The rulebook kinds :func:`random_rulebook` builds; properties that hold for every rulebook are tested over these.
+RULEBOOK_KINDS = ("subm", "strided", "inverse", "transposed", "dense", "graph")
+
+
+def random_rulebook(kind: str, generator: Optional[torch.Generator] = None, num_sites: int = 12,
+                    spatial_shape: Sequence[int] = (4, 5, 6), batch_size: int = 2, kernel_size=3):
+    """A small rulebook of ``kind`` (one of :data:`RULEBOOK_KINDS`) on random sites or a random graph.
+
+    Strided, inverse and transposed use stride 2, padding 1; ``"dense"`` covers the whole
+    ``[batch_size, *spatial_shape]`` grid (stride 2, padding 1); ``"graph"`` has ``num_sites * batch_size``
+    nodes, four edges per node and self loops allowed.
+    """
+    from ..rulebook import (KernelRegion, build_dense_rulebook, build_graph_rulebook, build_strided_rulebook,
+                            build_subm_rulebook, build_transposed_rulebook)
+    from .generators import random_coords, random_graph
+
+    dims = len(spatial_shape)
+    ones, twos = (1,) * dims, (2,) * dims
+    if kind == "graph":
+        n = num_sites * batch_size
+        edges = random_graph(n, 4 * n, generator, allow_self_loops=True) if n else torch.zeros(2, 0, dtype=torch.long)
+        return build_graph_rulebook(edges, n)
+    if kind == "dense":
+        return build_dense_rulebook(spatial_shape, batch_size, kernel_size, stride=2, padding=1)
+    coords = random_coords(num_sites, spatial_shape, batch_size, generator)
+    region = KernelRegion.cube(kernel_size, dims)
+    if kind == "subm":
+        return build_subm_rulebook(coords, spatial_shape, batch_size, region, ones)
+    if kind == "transposed":
+        return build_transposed_rulebook(coords, spatial_shape, batch_size, region, twos, ones, ones, ones)[0]
+    if kind not in ("strided", "inverse"):
+        raise ValueError(f"random_rulebook: kind must be one of {RULEBOOK_KINDS}, got {kind!r}")
+    rulebook = build_strided_rulebook(coords, spatial_shape, batch_size, region, twos, ones, ones)[0]
+    return rulebook if kind == "strided" else rulebook.transpose()

@@ -20,7 +20,8 @@ def test_weight_to_torch_is_the_documented_permutation():
 @pytest.mark.parametrize("transposed", [False, True])
 def test_weight_layout_round_trip(groups, transposed):
     k = (3, 2)
-    w = torch.randn(6, 6 // groups, 3, 2, dtype=torch.float64)  # conv [C_out, C_in/G, *k] or transposed [C_in, C_out/G, *k]
+    # conv [C_out, C_in/G, *k] or transposed [C_in, C_out/G, *k]
+    w = torch.randn(6, 6 // groups, 3, 2, dtype=torch.float64)
     engine = weight_from_torch(w, groups, transposed=transposed)
     assert engine.shape == ((6, 6, 6) if groups == 1 else (6, groups, 6 // groups, 6 // groups))
     torch.testing.assert_close(weight_to_torch(engine, k, transposed=transposed), w, rtol=0, atol=0)
