@@ -95,8 +95,8 @@ def test_inverse_of_strided_maps_back_onto_the_input_sites():
 
 def test_record_basics():
     rb = Rulebook(in_idx=torch.tensor([0, 2, 1]), out_idx=torch.tensor([1, 0, 1]),
-                  offset_ptr=torch.tensor([0, 1, 1, 3]), num_in=3, num_out=2, geometry=Geometry("strided", stride=(2,), in_spatial_shape=(5,),
-                                                         out_spatial_shape=(2,)))
+                  offset_ptr=torch.tensor([0, 1, 1, 3]), num_in=3, num_out=2,
+                  geometry=Geometry("strided", stride=(2,), in_spatial_shape=(5,), out_spatial_shape=(2,)))
     assert_rulebook_invariants(rb)
     assert rb.kernel_volume == 3 and rb.num_pairs == 3 and rb.device.type == "cpu"
     assert rb.offset_slices() == [(0, 0, 1), (2, 1, 3)]  # offset 1 has no pair and is skipped
