@@ -28,15 +28,14 @@ def aggregate(messages: Tensor, rulebook: Rulebook, reduce: str = "sum") -> Tens
     if messages.dim() != 2 or messages.size(0) != rulebook.num_pairs:
         raise ValueError(f"aggregate: messages must be [P, C] with P = {rulebook.num_pairs} (one row per pair), "
                          f"got {list(messages.shape)}")
-    num_out, channels = rulebook.num_out, messages.size(1)
+    num_out = rulebook.num_out
     per_offset = []
-    for _, s, e in rulebook.offset_slices():
+    # without any pair, one empty segment reduction still gives zeros that stay on the autograd graph
+    for _, s, e in rulebook.offset_slices() or [(0, 0, 0)]:
         lengths = torch.bincount(rulebook.out_idx[s:e], minlength=num_out)
         segment_reduce = "sum" if reduce == "mean" else reduce
         per_offset.append(torch.segment_reduce(messages[s:e], segment_reduce, lengths=lengths, unsafe=True,
                                                initial=0.0 if reduce in ("sum", "mean") else None))
-    if not per_offset:
-        return messages.new_zeros(num_out, channels)
     if reduce in ("sum", "mean"):
         out = per_offset[0]
         for part in per_offset[1:]:

@@ -1,0 +1,156 @@
+"""gather_scatter: float64 gradcheck on every rulebook kind, parity with the per-offset reference loop
+(outputs and gradients, hypothesis), the fast paths (identity offset, numba scatter, CSR products), errors."""
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from irregconv.engine import gather_scatter, gather_scatter_reference
+from irregconv.rulebook import KernelRegion, build_graph_rulebook, build_subm_rulebook
+from irregconv.testing import RULEBOOK_KINDS, assert_parity, random_coords, random_graph, random_rulebook
+
+F64 = dict(rtol=1e-7, atol=1e-9)
+F32 = dict(rtol=1e-4, atol=1e-5)
+WEIGHTS = ("dense", "grouped", "depthwise", "none")
+
+
+def _weight(kind, volume, channels, dtype=torch.float64, gen=None, c_out=None):
+    """A weight for ``channels`` input channels: dense ``[K, C, C_out]``, grouped ``[K, 2, C/2, C_out/2]``,
+    depthwise ``[K, C, 1, 1]`` or None."""
+    c_out = channels + 2 if c_out is None else c_out
+    shapes = {"dense": (volume, channels, c_out), "grouped": (volume, 2, channels // 2, c_out // 2),
+              "depthwise": (volume, channels, 1, 1)}
+    return None if kind == "none" else torch.randn(shapes[kind], dtype=dtype, generator=gen)
+
+
+def _tiny(kind, seed):
+    # a 2-tap-wide transposed kernel creates fewer new sites (gradcheck's cost grows with the output size)
+    return random_rulebook(kind, torch.Generator().manual_seed(seed), num_sites=3, spatial_shape=(2, 2, 3),
+                           batch_size=2, kernel_size=2 if kind == "transposed" else 3)
+
+
+@pytest.mark.parametrize("kind", RULEBOOK_KINDS)
+@pytest.mark.parametrize("weight_kind", WEIGHTS)
+@pytest.mark.parametrize("scaled", [False, True])
+def test_gradcheck_every_kind(kind, weight_kind, scaled):
+    gen = torch.Generator().manual_seed(1)
+    rb = _tiny(kind, 1)
+    feats = torch.randn(rb.num_in, 2, dtype=torch.float64, generator=gen).requires_grad_()
+    weight = _weight(weight_kind, rb.kernel_volume, 2, gen=gen)
+    inputs = [feats]
+    if weight is not None:
+        inputs.append(weight.requires_grad_())
+    if scaled:
+        inputs.append(torch.rand(rb.num_pairs, dtype=torch.float64, generator=gen).requires_grad_())
+
+    def fn(f, *rest):
+        w = rest[0] if weight is not None else None
+        return gather_scatter(f, w, rb, rest[-1] if scaled else None)
+
+    assert torch.autograd.gradcheck(fn, inputs)
+
+
+@st.composite
+def engine_cases(draw):
+    kind = draw(st.sampled_from(RULEBOOK_KINDS))
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2 ** 31 - 1)))
+    rb = random_rulebook(kind, gen, num_sites=draw(st.integers(0, 30)), batch_size=draw(st.integers(1, 3)),
+                         kernel_size=draw(st.sampled_from([1, 2, 3])))
+    channels = 2 * draw(st.integers(1, 3))
+    return rb, draw(st.sampled_from(WEIGHTS)), channels, draw(st.booleans()), gen
+
+
+@settings(max_examples=60, deadline=None)
+@given(engine_cases())
+def test_engine_matches_reference(case):
+    rb, weight_kind, channels, scaled, gen = case
+    inputs = [torch.randn(rb.num_in, channels, dtype=torch.float64, generator=gen).requires_grad_()]
+    weight = _weight(weight_kind, rb.kernel_volume, channels, gen=gen)
+    if weight is not None:
+        inputs.append(weight.requires_grad_())
+    if scaled:
+        inputs.append(torch.randn(rb.num_pairs, dtype=torch.float64, generator=gen).requires_grad_())
+
+    def call(op):
+        return lambda f, *rest: op(f, rest[0] if weight is not None else None, rb, rest[-1] if scaled else None)
+
+    assert_parity(call(gather_scatter), call(gather_scatter_reference), inputs, generator=gen, **F64)
+
+
+@pytest.mark.parametrize("c_in, c_out", [(16, 16), (8, 24), (24, 8)])
+def test_large_inputs_match_reference(c_in, c_out):
+    # big enough for the multi-threaded row scatter and both CSR orders (transform first / aggregate first);
+    # float64, so that sums over thousands of pairs are compared at float64 tolerances
+    gen = torch.Generator().manual_seed(2)
+    coords = random_coords(1500, (12, 12, 12), 2, gen)
+    subm = build_subm_rulebook(coords, (12, 12, 12), 2, KernelRegion.cube(3, 3), (1, 1, 1))
+    graph = build_graph_rulebook(random_graph(3000, 20000, gen), 3000)
+    for rb in (subm, subm.transpose(), graph):
+        feats = torch.randn(rb.num_in, c_in, dtype=torch.float64, generator=gen).requires_grad_()
+        weight = torch.randn(rb.kernel_volume, c_in, c_out, dtype=torch.float64, generator=gen).requires_grad_()
+        scale = torch.rand(rb.num_pairs, dtype=torch.float64, generator=gen).requires_grad_()
+        assert_parity(lambda f, w, s: gather_scatter(f, w, rb, s), lambda f, w, s: gather_scatter_reference(f, w, rb, s),
+                      [feats, weight, scale], generator=gen, **F64)
+        assert_parity(lambda f, w: gather_scatter(f, w, rb), lambda f, w: gather_scatter_reference(f, w, rb),
+                      [feats, weight], generator=gen, **F64)
+
+
+def test_identity_offset_is_a_plain_matmul():
+    rb = random_rulebook("subm", torch.Generator().manual_seed(3), num_sites=40)
+    assert rb.identity_offset is not None
+    feats = torch.randn(rb.num_in, 3, dtype=torch.float64)
+    weight = torch.zeros(rb.kernel_volume, 3, 4, dtype=torch.float64)
+    weight[rb.identity_offset] = torch.randn(3, 4, dtype=torch.float64)
+    torch.testing.assert_close(gather_scatter(feats, weight, rb), feats @ weight[rb.identity_offset], **F64)
+
+
+def test_grouped_weight_with_one_group_and_non_contiguous_feats():
+    gen = torch.Generator().manual_seed(4)
+    rb = random_rulebook("strided", gen, num_sites=20)
+    feats = torch.randn(3, rb.num_in, dtype=torch.float64, generator=gen).t().requires_grad_()
+    weight = torch.randn(rb.kernel_volume, 1, 3, 5, dtype=torch.float64, generator=gen).requires_grad_()
+    assert not feats.is_contiguous()
+    assert_parity(lambda f, w: gather_scatter(f, w, rb), lambda f, w: gather_scatter_reference(f, w[:, 0], rb),
+                  [feats, weight], generator=gen, **F64)
+
+
+def test_rulebook_without_pairs_gives_zeros():
+    rb = build_graph_rulebook(torch.zeros(2, 0, dtype=torch.long), 4)
+    feats = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(1, 3, 2, dtype=torch.float64, requires_grad=True)
+    out = gather_scatter(feats, weight, rb)
+    torch.testing.assert_close(out, torch.zeros(4, 2, dtype=torch.float64), rtol=0, atol=0)
+    out.sum().backward()
+    torch.testing.assert_close(feats.grad, torch.zeros_like(feats), rtol=0, atol=0)
+    torch.testing.assert_close(weight.grad, torch.zeros_like(weight), rtol=0, atol=0)
+
+
+def test_no_double_backward():
+    rb = _tiny("subm", 0)
+    feats = torch.randn(rb.num_in, 2, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(rb.kernel_volume, 2, 2, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(gather_scatter(feats, weight, rb).pow(2).sum(), feats, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|marked with @once_differentiable"):
+        grad.sum().backward()
+
+
+def test_bad_arguments():
+    rb = _tiny("subm", 0)
+    n, k = rb.num_in, rb.kernel_volume
+    feats = torch.randn(n, 4)
+    w = torch.randn(k, 4, 3)
+    cases = [
+        ((feats, w, "rb"), TypeError, "gather_scatter: rulebook must be an irregconv.rulebook.Rulebook, got str"),
+        ((feats[0], w, rb), ValueError, r"gather_scatter: feats must be a \[N_in, C_in\] tensor, got \[4\]"),
+        ((feats.long(), w, rb), TypeError, "gather_scatter: feats must be floating point, got torch.int64"),
+        ((feats[1:], w, rb), ValueError, f"feats has {n - 1} rows but the rulebook expects num_in = {n}"),
+        ((feats, w[1:], rb), ValueError, rf"weight must be \[K, C_in, C_out\] or .* with K = {k}, got \[{k - 1}, 4, 3\]"),
+        ((feats, torch.randn(k, 3, 3), rb), ValueError, "expects C_in = 3 input channels, but feats has 4"),
+        ((feats, torch.randn(k, 2, 3, 1), rb), ValueError, "expects C_in = 6 input channels, but feats has 4"),
+        ((feats, w.double(), rb), ValueError, r"weight \(torch.float64, cpu\) must match feats \(torch.float32, cpu\)"),
+    ]
+    for args, error, match in cases:
+        with pytest.raises(error, match=match):
+            gather_scatter(*args)
+    with pytest.raises(ValueError, match=rf"pair_scale must have shape \[P\] = \[{rb.num_pairs}\], got \[3\]"):
+        gather_scatter(feats, w, rb, torch.ones(3))
