@@ -136,9 +136,11 @@ class SparseTensor:
                 rows = (inverse == dup).nonzero().flatten()[:2].tolist()
                 raise ValueError(f"{owner}: coords has duplicate site {coords[rows[0]].tolist()} at rows {rows}; "
                                  f"sites must be unique, or pass merge='sum'|'mean'|'max' to merge them")
-            feats = torch.zeros(unique_keys.numel(), feats.size(1), dtype=feats.dtype,
-                                device=feats.device).index_reduce_(
-                0, inverse, feats, "amax" if merge == "max" else merge, include_self=False)
+            merged = torch.zeros(unique_keys.numel(), feats.size(1), dtype=feats.dtype, device=feats.device)
+            if merge == "sum":  # index_reduce knows prod, mean, amax and amin, not sum
+                feats = merged.index_add_(0, inverse, feats)
+            else:
+                feats = merged.index_reduce_(0, inverse, feats, "amax" if merge == "max" else merge, include_self=False)
             coords = coords[torch.zeros_like(unique_keys).scatter_(
                 0, inverse, torch.arange(inverse.numel(), device=inverse.device))]
             keys = unique_keys

@@ -89,8 +89,9 @@ def test_large_inputs_match_reference(c_in, c_out):
         feats = torch.randn(rb.num_in, c_in, dtype=torch.float64, generator=gen).requires_grad_()
         weight = torch.randn(rb.kernel_volume, c_in, c_out, dtype=torch.float64, generator=gen).requires_grad_()
         scale = torch.rand(rb.num_pairs, dtype=torch.float64, generator=gen).requires_grad_()
-        assert_parity(lambda f, w, s: gather_scatter(f, w, rb, s), lambda f, w, s: gather_scatter_reference(f, w, rb, s),
-                      [feats, weight, scale], generator=gen, **F64)
+        assert_parity(lambda f, w, s: gather_scatter(f, w, rb, s),
+                      lambda f, w, s: gather_scatter_reference(f, w, rb, s), [feats, weight, scale], generator=gen,
+                      **F64)
         assert_parity(lambda f, w: gather_scatter(f, w, rb), lambda f, w: gather_scatter_reference(f, w, rb),
                       [feats, weight], generator=gen, **F64)
 
@@ -144,10 +145,12 @@ def test_bad_arguments():
         ((feats[0], w, rb), ValueError, r"gather_scatter: feats must be a \[N_in, C_in\] tensor, got \[4\]"),
         ((feats.long(), w, rb), TypeError, "gather_scatter: feats must be floating point, got torch.int64"),
         ((feats[1:], w, rb), ValueError, f"feats has {n - 1} rows but the rulebook expects num_in = {n}"),
-        ((feats, w[1:], rb), ValueError, rf"weight must be \[K, C_in, C_out\] or .* with K = {k}, got \[{k - 1}, 4, 3\]"),
+        ((feats, w[1:], rb), ValueError,
+         rf"weight must be \[K, C_in, C_out\] or .* with K = {k}, got \[{k - 1}, 4, 3\]"),
         ((feats, torch.randn(k, 3, 3), rb), ValueError, "expects C_in = 3 input channels, but feats has 4"),
         ((feats, torch.randn(k, 2, 3, 1), rb), ValueError, "expects C_in = 6 input channels, but feats has 4"),
-        ((feats, w.double(), rb), ValueError, r"weight \(torch.float64, cpu\) must match feats \(torch.float32, cpu\)"),
+        ((feats, w.double(), rb), ValueError,
+         r"weight \(torch.float64, cpu\) must match feats \(torch.float32, cpu\)"),
     ]
     for args, error, match in cases:
         with pytest.raises(error, match=match):
