@@ -195,6 +195,8 @@ def average_precision(pred_boxes: Sequence[np.ndarray], pred_scores: Sequence[np
     if isinstance(recall_points, bool) or not isinstance(recall_points, (int, np.integer)) or recall_points < 1:
         raise ValueError(f"average_precision: recall_points must be a positive int, got {recall_points!r}")
     precision, recall = precision_recall(pred_boxes, pred_scores, gt_boxes, iou_threshold)
+    if len(recall) == 0:                      # no detections at all
+        return 0.0
     # interpolated precision: the best precision at this recall or beyond (a suffix maximum)
     best_beyond = np.maximum.accumulate(precision[::-1])[::-1]
     positions = np.arange(1, recall_points + 1) / recall_points

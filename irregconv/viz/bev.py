@@ -109,7 +109,7 @@ def plot_bev(path: Union[str, Path], points: np.ndarray, gt_boxes: Optional[np.n
     if voxels is not None and len(voxels):
         image, box = _voxel_image(np.asarray(voxels, np.float64), np.asarray(voxel_values, np.float64),
                                   voxel_size, extent)
-        shown = ax.imshow(image, origin="lower", extent=box, cmap="magma", interpolation="nearest")
+        shown = ax.imshow(image, origin="lower", extent=box, cmap="viridis", interpolation="nearest")
         fig.colorbar(shown, ax=ax, fraction=0.04, pad=0.02, label="voxel value")
     if len(pts):
         order = np.argsort(pts[:, 2])          # high points drawn last, on top
