@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from irregconv.engine import aggregate
 from irregconv.rulebook import build_graph_rulebook
-from irregconv.testing import RULEBOOK_KINDS, random_rulebook
+from irregconv.testing import DEVICES, RULEBOOK_KINDS, random_rulebook
 
 F64 = dict(rtol=1e-7, atol=1e-9)
 REDUCTIONS = ("sum", "mean", "max", "min")
@@ -34,6 +34,16 @@ def test_matches_naive_loop(kind, reduce, seed, num_sites):
     rb = random_rulebook(kind, gen, num_sites=num_sites, spatial_shape=(3, 4, 5))
     messages = torch.randn(rb.num_pairs, 3, dtype=torch.float64, generator=gen)
     torch.testing.assert_close(aggregate(messages, rb, reduce), _naive(messages, rb, reduce), **F64)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("reduce", REDUCTIONS)
+def test_matches_naive_loop_on_device(device, reduce):
+    gen = torch.Generator().manual_seed(7)
+    for kind in RULEBOOK_KINDS:
+        rb = random_rulebook(kind, gen, num_sites=15).to(device)
+        messages = torch.randn(rb.num_pairs, 3, dtype=torch.float64, generator=gen).to(device)
+        torch.testing.assert_close(aggregate(messages, rb, reduce), _naive(messages, rb, reduce), **F64)
 
 
 @pytest.mark.parametrize("kind", RULEBOOK_KINDS)

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from irregconv.hashing import HashTable, available_backends, pack_keys
-from irregconv.testing import random_coords
+from irregconv.testing import DEVICES, random_coords
 from irregconv.typing import WITH_NUMBA
 
 BACKENDS = available_backends()
@@ -59,6 +59,21 @@ def test_empty_table(backend):
 def test_duplicate_key_names_the_row(backend):
     with pytest.raises(ValueError, match=r"HashTable: keys has a duplicate at row 3 \(key 7\)"):
         HashTable(torch.tensor([7, 1, 2, 7, 9]), backend=backend)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_backend_on_device(device):
+    gen = torch.Generator().manual_seed(3)
+    coords = random_coords(40, (5, 6, 7), 2, gen)
+    keys = pack_keys(coords, (5, 6, 7), 2)
+    table = HashTable(keys.to(device))
+    if device != "cpu":
+        assert table.backend == "torch"  # "auto" picks the reference off the CPU
+    query = torch.cat([keys, torch.randint(-5, 5 * 6 * 7 * 2, (50,), generator=gen)])
+    torch.testing.assert_close(table.lookup(query.to(device)).cpu(), _naive_lookup(keys, query), rtol=0, atol=0)
+    disp = torch.tensor([[0, 0, 1], [-1, 2, 0], [0, 0, 0]])
+    got = table.lookup_neighbors(coords.to(device), disp, (5, 6, 7), 2)
+    torch.testing.assert_close(got.cpu(), _naive_neighbors(coords, disp, (5, 6, 7), 2), rtol=0, atol=0)
 
 
 def test_backend_errors_and_choice():

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from irregconv.engine import gather_scatter
 from irregconv.rulebook import KernelRegion, build_dense_rulebook
-from irregconv.testing import (assert_parity, assert_rulebook_invariants, dense_conv, random_coords,
+from irregconv.testing import (DEVICES, assert_parity, assert_rulebook_invariants, dense_conv, random_coords,
                                reference_pairs, rulebook_triples, weight_from_torch)
 
 F64 = dict(rtol=1e-7, atol=1e-9)
@@ -43,6 +43,17 @@ def test_dense_rulebook_matches_torch_conv(shape, kernel_size, stride, padding, 
     w = torch.randn(c_out, c_in // groups, *ks, dtype=torch.float64, generator=gen).requires_grad_()
     assert_parity(lambda x, w: _engine_conv(x, w, rb, groups),
                   lambda x, w: dense_conv(x, w, stride, padding, dilation, groups), [x, w], generator=gen, **F64)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_dense_rulebook_on_device(device):
+    gen = torch.Generator().manual_seed(1)
+    rb = build_dense_rulebook((5, 6, 7), 2, 3, 2, 1, 1, device=device)
+    assert rb.device.type == torch.device(device).type
+    x = torch.randn(2, 4, 5, 6, 7, dtype=torch.float64, generator=gen).to(device).requires_grad_()
+    w = torch.randn(6, 2, 3, 3, 3, dtype=torch.float64, generator=gen).to(device).requires_grad_()
+    assert_parity(lambda x, w: _engine_conv(x, w, rb, 2), lambda x, w: dense_conv(x, w, 2, 1, 1, 2), [x, w],
+                  generator=gen, **F64)
 
 
 def test_dense_rulebook_float32_and_identity():

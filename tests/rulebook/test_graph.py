@@ -5,7 +5,7 @@ import torch
 
 from irregconv.engine import gather_scatter
 from irregconv.rulebook import build_graph_rulebook
-from irregconv.testing import assert_parity, assert_rulebook_invariants, random_graph
+from irregconv.testing import DEVICES, assert_parity, assert_rulebook_invariants, random_graph
 
 F64 = dict(rtol=1e-7, atol=1e-9)
 
@@ -56,6 +56,20 @@ def test_graph_matches_dense_adjacency(weighted, transform):
 
     inputs = [feats, edge_weight] + ([weight] if weight is not None else [])
     assert_parity(engine, oracle, inputs, generator=gen, **F64)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_graph_on_device(device):
+    gen = torch.Generator().manual_seed(2)
+    edge_index = random_graph(25, 100, gen).to(device)
+    rb = build_graph_rulebook(edge_index, 25)
+    assert rb.device.type == torch.device(device).type
+    feats = torch.randn(25, 4, dtype=torch.float64, generator=gen).to(device).requires_grad_()
+    edge_weight = torch.rand(100, dtype=torch.float64, generator=gen).to(device).requires_grad_()
+    weight = torch.randn(1, 4, 3, dtype=torch.float64, generator=gen).to(device).requires_grad_()
+    assert_parity(lambda f, ew, w: gather_scatter(f, w, rb, ew[rb.pair_ids]),
+                  lambda f, ew, w: _adjacency(edge_index, ew, 25, 25) @ f @ w[0],
+                  [feats, edge_weight, weight], generator=gen, **F64)
 
 
 def test_bipartite_and_repeated_edges():

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from irregconv.engine import gather_scatter
 from irregconv.rulebook import KernelRegion, build_strided_rulebook, conv_output_shape
-from irregconv.testing import (assert_parity, assert_rulebook_invariants, conv_at_sites, dense_conv, densify,
+from irregconv.testing import (DEVICES, assert_parity, assert_rulebook_invariants, conv_at_sites, dense_conv, densify,
                                random_coords, reference_output_sites, reference_pairs, rulebook_triples,
                                torch_rulebook_paths, values_at, weight_from_torch)
 
@@ -33,10 +33,10 @@ def _restoring_padding(shape, kernel_size, stride, padding, dilation):
                  for s, o, k, st, p, d in zip(shape, out, kernel_size, stride, padding, dilation))
 
 
-def _strided_case(shape, kernel_size, stride, padding, dilation, batch_size, num_sites, seed):
+def _strided_case(shape, kernel_size, stride, padding, dilation, batch_size, num_sites, seed, device):
     gen = torch.Generator().manual_seed(seed)
     dims = len(shape)
-    coords = random_coords(num_sites, shape, batch_size, gen)
+    coords = random_coords(num_sites, shape, batch_size, gen).to(device)
     region = KernelRegion.cube(kernel_size, dims)
     geometry = tuple(_tuple(v, dims) for v in (stride, padding, dilation))
     rb, out_coords = build_strided_rulebook(coords, shape, batch_size, region, *geometry)
@@ -48,14 +48,14 @@ def _strided_case(shape, kernel_size, stride, padding, dilation, batch_size, num
 
 
 def _check_strided(shape, kernel_size, stride, padding, dilation, groups, c_in=4, c_out=6, batch_size=2,
-                   num_sites=80, dtype=torch.float64, seed=0):
+                   num_sites=80, dtype=torch.float64, seed=0, device="cpu"):
     gen, coords, region, geometry, rb, out_coords = _strided_case(shape, kernel_size, stride, padding, dilation,
-                                                                  batch_size, num_sites, seed)
-    x = densify(torch.ones(coords.size(0), 1), coords, shape, batch_size)
+                                                                  batch_size, num_sites, seed, device)
+    x = densify(torch.ones(coords.size(0), 1, device=device), coords, shape, batch_size)
     assert rb.geometry.out_spatial_shape == tuple(
-        dense_conv(x, torch.ones(1, 1, *region.kernel_size), *geometry).shape[2:])
-    feats = torch.randn(coords.size(0), c_in, dtype=dtype, generator=gen).requires_grad_()
-    weight = _weight(region.volume, c_in, c_out, groups, dtype, gen).requires_grad_()
+        dense_conv(x, torch.ones(1, 1, *region.kernel_size, device=device), *geometry).shape[2:])
+    feats = torch.randn(coords.size(0), c_in, dtype=dtype, generator=gen).to(device).requires_grad_()
+    weight = _weight(region.volume, c_in, c_out, groups, dtype, gen).to(device).requires_grad_()
     tol = F64 if dtype == torch.float64 else F32
     assert_parity(lambda f, w: gather_scatter(f, w, rb),
                   lambda f, w: conv_at_sites(f, coords, out_coords, w, shape, batch_size, region.kernel_size,
@@ -67,8 +67,8 @@ def _check_strided(shape, kernel_size, stride, padding, dilation, groups, c_in=4
     assert_rulebook_invariants(inverse)
     assert inverse.geometry.kind == "inverse" and inverse.num_out == coords.size(0)
     assert inverse.geometry.out_spatial_shape == tuple(shape)
-    feats_inv = torch.randn(out_coords.size(0), c_out, dtype=dtype, generator=gen).requires_grad_()
-    weight_inv = _weight(region.volume, c_out, c_in, groups, dtype, gen).requires_grad_()
+    feats_inv = torch.randn(out_coords.size(0), c_out, dtype=dtype, generator=gen).to(device).requires_grad_()
+    weight_inv = _weight(region.volume, c_out, c_in, groups, dtype, gen).to(device).requires_grad_()
     assert_parity(lambda f, w: gather_scatter(f, w, inverse),
                   lambda f, w: conv_at_sites(f, out_coords, coords, w, rb.geometry.out_spatial_shape, batch_size,
                                              region.kernel_size, *geometry, transposed=True,
@@ -98,6 +98,13 @@ def test_strided_3d_dilation_and_groups(kernel_size, stride, padding, dilation, 
 @pytest.mark.parametrize("padding, dilation, groups", [(0, 1, 1), (1, 2, 2), ((0, 1), (2, 1), 1)])
 def test_strided_2d_matches_dense_conv(kernel_size, stride, padding, dilation, groups):
     _check_strided(SHAPE_2D, kernel_size, stride, padding, dilation, groups, num_sites=50)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_strided_on_device(device):
+    _check_strided(SHAPE_3D, 3, 2, 1, 1, 1, device=device)
+    _check_strided(SHAPE_3D, (3, 1, 1), (2, 1, 1), (0, 1, 1), 2, 2, device=device)
+    _check_strided(SHAPE_2D, 2, 2, 0, 1, 1, device=device)
 
 
 def test_strided_float32():

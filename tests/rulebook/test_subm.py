@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from irregconv.engine import gather_scatter
 from irregconv.rulebook import KernelRegion, build_subm_rulebook
-from irregconv.testing import (assert_parity, assert_rulebook_invariants, dense_conv, densify, random_coords,
+from irregconv.testing import (DEVICES, assert_parity, assert_rulebook_invariants, dense_conv, densify, random_coords,
                                reference_pairs, rulebook_triples, subm_conv_at_sites, torch_rulebook_paths,
                                values_at, weight_from_torch)
 
@@ -22,16 +22,16 @@ def _weight(volume, c_in, c_out, groups, dtype, gen):
 
 
 def _check_subm(shape, kernel_size, dilation, groups, c_in=4, c_out=6, batch_size=2, num_sites=60,
-                dtype=torch.float64, seed=0):
+                dtype=torch.float64, seed=0, device="cpu"):
     gen = torch.Generator().manual_seed(seed)
     dims = len(shape)
-    coords = random_coords(num_sites, shape, batch_size, gen)
+    coords = random_coords(num_sites, shape, batch_size, gen).to(device)
     region = KernelRegion.cube(kernel_size, dims)
     dil = (dilation,) * dims if isinstance(dilation, int) else dilation
     rb = build_subm_rulebook(coords, shape, batch_size, region, dil)
     assert_rulebook_invariants(rb)
-    feats = torch.randn(coords.size(0), c_in, dtype=dtype, generator=gen).requires_grad_()
-    weight = _weight(region.volume, c_in, c_out, groups, dtype, gen).requires_grad_()
+    feats = torch.randn(coords.size(0), c_in, dtype=dtype, generator=gen).to(device).requires_grad_()
+    weight = _weight(region.volume, c_in, c_out, groups, dtype, gen).to(device).requires_grad_()
     assert_parity(lambda f, w: gather_scatter(f, w, rb),
                   lambda f, w: subm_conv_at_sites(f, coords, w, shape, batch_size, region.kernel_size, dil),
                   [feats, weight], generator=gen, **(F64 if dtype == torch.float64 else F32))
@@ -58,6 +58,14 @@ def test_subm_2d_matches_dense_conv(kernel_size, dilation, groups):
 def test_subm_even_kernels(kernel_size):
     # even sizes have no centre symmetry: the builder looks every offset up
     _check_subm(SHAPE_3D, kernel_size, 1, 1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_subm_on_device(device):
+    # on accelerators the rulebook comes from the pure-torch hash table and builders
+    _check_subm(SHAPE_3D, 3, 1, 1, device=device)
+    _check_subm(SHAPE_3D, (3, 1, 1), 2, 2, device=device)
+    _check_subm(SHAPE_2D, 5, 1, 1, device=device)
 
 
 def test_subm_float32():

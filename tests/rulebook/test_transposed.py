@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from irregconv.engine import gather_scatter
 from irregconv.rulebook import KernelRegion, build_transposed_rulebook, transposed_output_shape
-from irregconv.testing import (assert_parity, assert_rulebook_invariants, conv_at_sites, dense_conv, densify,
+from irregconv.testing import (DEVICES, assert_parity, assert_rulebook_invariants, conv_at_sites, dense_conv, densify,
                                random_coords, reference_output_sites, reference_pairs, rulebook_triples,
                                torch_rulebook_paths, values_at, weight_from_torch)
 
@@ -21,10 +21,10 @@ def _tuple(v, dims):
 
 
 def _check_transposed(shape, kernel_size, stride, padding, dilation, output_padding, groups, c_in=4, c_out=6,
-                      batch_size=2, num_sites=30, dtype=torch.float64, seed=0):
+                      batch_size=2, num_sites=30, dtype=torch.float64, seed=0, device="cpu"):
     gen = torch.Generator().manual_seed(seed)
     dims = len(shape)
-    coords = random_coords(num_sites, shape, batch_size, gen)
+    coords = random_coords(num_sites, shape, batch_size, gen).to(device)
     region = KernelRegion.cube(kernel_size, dims)
     geometry = tuple(_tuple(v, dims) for v in (stride, padding, dilation, output_padding))
     rb, out_coords = build_transposed_rulebook(coords, shape, batch_size, region, *geometry)
@@ -33,13 +33,13 @@ def _check_transposed(shape, kernel_size, stride, padding, dilation, output_padd
     expected_sites = reference_output_sites(coords, shape, batch_size, region.kernel_size, *geometry[:3],
                                             transposed=True, output_padding=geometry[3])
     torch.testing.assert_close(out_coords, expected_sites, rtol=0, atol=0)
-    x = densify(torch.ones(coords.size(0), 1), coords, shape, batch_size)
-    dense_out = dense_conv(x, torch.ones(1, 1, *region.kernel_size), *geometry[:3], transposed=True,
+    x = densify(torch.ones(coords.size(0), 1, device=device), coords, shape, batch_size)
+    dense_out = dense_conv(x, torch.ones(1, 1, *region.kernel_size, device=device), *geometry[:3], transposed=True,
                            output_padding=geometry[3])
     assert rb.geometry.out_spatial_shape == tuple(dense_out.shape[2:])
-    feats = torch.randn(coords.size(0), c_in, dtype=dtype, generator=gen).requires_grad_()
+    feats = torch.randn(coords.size(0), c_in, dtype=dtype, generator=gen).to(device).requires_grad_()
     shape_w = (region.volume, c_in, c_out) if groups == 1 else (region.volume, groups, c_in // groups, c_out // groups)
-    weight = torch.randn(shape_w, dtype=dtype, generator=gen).requires_grad_()
+    weight = torch.randn(shape_w, dtype=dtype, generator=gen).to(device).requires_grad_()
     assert_parity(lambda f, w: gather_scatter(f, w, rb),
                   lambda f, w: conv_at_sites(f, coords, out_coords, w, shape, batch_size, region.kernel_size,
                                              *geometry[:3], transposed=True, output_padding=geometry[3]),
@@ -71,6 +71,13 @@ def test_transposed_3d_dilation_groups_output_padding(kernel_size, stride, paddi
                          [(0, 1, 0, 1), (1, 2, 1, 2), ((0, 1), (2, 1), (1, 0), 1)])
 def test_transposed_2d_matches_conv_transpose(kernel_size, stride, padding, dilation, output_padding, groups):
     _check_transposed(SHAPE_2D, kernel_size, stride, padding, dilation, output_padding, groups)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_transposed_on_device(device):
+    _check_transposed(SHAPE_3D, 3, 2, 1, 1, 1, 1, device=device)
+    _check_transposed(SHAPE_3D, (3, 1, 1), (2, 1, 1), (0, 1, 1), 2, (1, 0, 0), 2, device=device)
+    _check_transposed(SHAPE_2D, 2, 2, 0, 1, 0, 1, device=device)
 
 
 def test_transposed_float32():
