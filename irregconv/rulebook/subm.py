@@ -50,5 +50,6 @@ def build_subm_rulebook(coords: Tensor, spatial_shape: Sequence[int], batch_size
         else:
             h, o = (found >= 0).nonzero(as_tuple=True)
             neighbors[mirror[half].to(coords.device)[h], found[h, o]] = o
-    neighbors[centre] = torch.arange(n, device=coords.device)
+    if centre is not None:  # a symmetric custom region may leave the centre out (neighbors[None] is all rows)
+        neighbors[centre] = torch.arange(n, device=coords.device)
     return rulebook_from_neighbors(neighbors, n, geometry, identity_offset=centre)

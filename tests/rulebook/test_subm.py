@@ -79,7 +79,8 @@ def test_subm_dense_grid_and_single_site():
 
 
 @pytest.mark.parametrize("make_region", [lambda: KernelRegion.cross(3, 3), lambda: KernelRegion.cross((5, 3, 1), 3),
-                                         lambda: KernelRegion.custom([[0, 0, 0], [1, 0, 0], [0, -2, 1], [-1, 1, 1]])])
+                                         lambda: KernelRegion.custom([[0, 0, 0], [1, 0, 0], [0, -2, 1], [-1, 1, 1]]),
+                                         lambda: KernelRegion.custom([[1, 0, 2], [-1, 0, -2], [0, 1, 0], [0, -1, 0]])])
 @pytest.mark.parametrize("groups", [1, 2])
 def test_subm_region_matches_masked_dense_conv(make_region, groups):
     gen = torch.Generator().manual_seed(1)
@@ -117,15 +118,28 @@ def test_subm_empty_input():
 
 
 @st.composite
+def custom_regions(draw, dims):
+    """Custom regions, often symmetric (so the builder mirrors offsets), with or without the centre."""
+    vectors = st.lists(st.integers(-2, 2), min_size=dims, max_size=dims).map(tuple)
+    disp = set(draw(st.lists(vectors, min_size=1, max_size=6)))
+    if draw(st.booleans()):
+        disp |= {tuple(-v for v in d) for d in disp}
+    if draw(st.booleans()):
+        disp.discard((0,) * dims)
+    return KernelRegion.custom(sorted(disp) or [(1,) * dims])
+
+
+@st.composite
 def subm_cases(draw):
     dims = draw(st.integers(1, 3))
     shape = tuple(draw(st.lists(st.integers(1, 7), min_size=dims, max_size=dims)))
     batch_size = draw(st.integers(1, 3))
     coords = random_coords(draw(st.integers(0, 40)), shape, batch_size,
                            torch.Generator().manual_seed(draw(st.integers(0, 2 ** 31 - 1))))
-    kind = draw(st.sampled_from(["cube", "cross"]))
+    kind = draw(st.sampled_from(["cube", "cross", "custom"]))
     ks = tuple(draw(st.lists(st.integers(1, 5), min_size=dims, max_size=dims)))
-    region = KernelRegion.cube(ks, dims) if kind == "cube" else KernelRegion.cross(ks, dims)
+    region = {"cube": KernelRegion.cube, "cross": KernelRegion.cross}[kind](ks, dims) if kind != "custom" else \
+        draw(custom_regions(dims))
     dilation = tuple(draw(st.lists(st.integers(1, 3), min_size=dims, max_size=dims)))
     return coords, shape, batch_size, region, dilation
 
@@ -153,10 +167,10 @@ def test_subm_symmetry_and_identity(case):
     coords, shape, batch_size, region, dilation = case
     rb = build_subm_rulebook(coords, shape, batch_size, region, dilation)
     mirror = region.mirror()
-    if mirror is None:  # even kernel size somewhere
+    if mirror is None:  # even kernel size somewhere, or an asymmetric custom region
         return
     n = coords.size(0)
-    assert rb.identity_offset == region.centre_index()
+    assert rb.identity_offset == region.centre_index()  # None for a region without its centre
     for k in range(region.volume):
         s, e = rb.offset_ptr[k], rb.offset_ptr[k + 1]
         m = int(mirror[k])
