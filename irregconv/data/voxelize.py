@@ -202,29 +202,43 @@ def voxelize(points: Union[PointsLike, Sequence[PointsLike]], voxel_size: Sequen
     radices = key_radices(spatial_shape, batch_size)   # checks the key space fits int64
     device, num = pts.device, pts.size(0)
 
-    # the voxel index in float32 whatever the points' dtype: spconv's arithmetic, bit for bit
-    cell = torch.floor((pts[:, :3].float() - torch.from_numpy(lo).to(device)) / torch.from_numpy(size).to(device))
-    finite = torch.isfinite(pts).all(dim=1)
+    # the voxel index in float32 whatever the points' dtype: spconv's arithmetic, bit for bit. Axis by
+    # axis: contiguous columns make the range test several times faster than on [N, 3] rows
+    cells = [torch.sub(pts[:, a].float(), torch.tensor(lo[a], device=device)).div_(torch.tensor(size[a], device=device))
+             .floor_() for a in range(3)]
+    inside = (cells[0] >= 0) & (cells[0] < gx) & (cells[1] >= 0) & (cells[1] < gy) & (cells[2] >= 0) & (cells[2] < gz)
+    # a row sum is non-finite iff an entry is, unless finite entries overflow it: recheck those rows
+    finite = torch.isfinite(pts.sum(dim=1))
+    suspect = (~finite).nonzero().squeeze(1)
+    if suspect.numel():
+        finite[suspect] = torch.isfinite(pts[suspect]).all(dim=1)
     # NaN compares False, so non-finite points also fail `inside`; they are counted apart through `finite`
-    inside = ((cell >= 0) & (cell < torch.tensor([gx, gy, gz], device=device, dtype=cell.dtype))).all(dim=1)
     kept = (inside & finite).nonzero().squeeze(1)
-    xyz = cell[kept].long()
-    keys = (xyz[:, 2] * radices[2] + xyz[:, 1]) * radices[3] + xyz[:, 0]
+    # int32 keys sort more than twice as fast as int64 ones; most grids fit
+    key_dtype = torch.int32 if radices[0] * gz * gy * gx < 2 ** 31 else torch.int64
+    ix, iy, iz = (c.index_select(0, kept).to(key_dtype) for c in cells)
+    keys = (iz * gy + iy) * gx + ix
     if batch_index is not None:
-        keys += batch_index[kept] * (radices[1] * radices[2] * radices[3])
+        keys += batch_index[kept].to(key_dtype) * (gz * gy * gx)
 
     # stable: inside a voxel the points keep their input order ("first", the caps, deterministic sums)
     sorted_keys, order = torch.sort(keys, stable=True)
-    unique_keys, counts = torch.unique_consecutive(sorted_keys, return_counts=True)
-    num_voxels = unique_keys.numel()
-    voxel_of_sorted = torch.repeat_interleave(torch.arange(num_voxels, device=device), counts)
+    new_voxel = torch.ones_like(sorted_keys, dtype=torch.bool)
+    new_voxel[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    voxel_of_sorted = torch.cumsum(new_voxel, 0) - 1
+    starts = new_voxel.nonzero().squeeze(1)                    # first sorted point of each voxel
+    counts = torch.diff(starts, append=starts.new_tensor([keys.numel()]))
+    num_voxels = starts.numel()
     rows = kept[order]                                         # input row of each sorted point
-    starts = torch.cumsum(counts, 0) - counts
+    voxel_batch = batch_index[rows[starts]] if batch_index is not None else \
+        torch.zeros(num_voxels, dtype=torch.long, device=device)
+    first = order[starts]
+    coords = torch.stack([voxel_batch, iz[first], iy[first], ix[first]], dim=1).to(torch.int32)
+    unique_keys = sorted_keys[starts].long()
 
     keep_voxel = keep_point = None
     if max_voxels is not None:
         # spconv numbers voxels as their first point arrives and stops at max_voxels, per scan
-        voxel_batch = unique_keys // (radices[1] * radices[2] * radices[3])
         by_arrival = torch.argsort(voxel_batch * num + rows[starts])
         arrival_batch = voxel_batch[by_arrival]
         rank = torch.empty_like(by_arrival)
@@ -237,7 +251,7 @@ def voxelize(points: Union[PointsLike, Sequence[PointsLike]], voxel_size: Sequen
         in_kept_voxel = keep_voxel[voxel_of_sorted]
         keep_point = in_kept_voxel if keep_point is None else keep_point & in_kept_voxel
         voxel_of_sorted = torch.where(in_kept_voxel, (torch.cumsum(keep_voxel, 0) - 1)[voxel_of_sorted], -1)
-        unique_keys, counts = unique_keys[keep_voxel], counts[keep_voxel]
+        unique_keys, counts, coords = unique_keys[keep_voxel], counts[keep_voxel], coords[keep_voxel]
     # points over the per-voxel cap still lie in a kept voxel and map to it (as spconv's point ids);
     # points of dropped voxels map to -1
     point_to_voxel = torch.full((num,), -1, dtype=torch.long, device=device)
@@ -248,15 +262,11 @@ def voxelize(points: Union[PointsLike, Sequence[PointsLike]], voxel_size: Sequen
     if reduce == "count":
         feats = counts.to(pts.dtype).unsqueeze(1)
     elif reduce == "first":
-        feats = pts[rows[torch.cumsum(counts, 0) - counts]]
+        feats = pts.index_select(0, rows[torch.cumsum(counts, 0) - counts])
     else:
-        feats = torch.segment_reduce(pts[rows], reduce, lengths=counts, unsafe=True)
+        feats = torch.segment_reduce(pts.index_select(0, rows), reduce, lengths=counts, unsafe=True)
 
     num_finite = int(finite.sum())
-    coords = torch.stack([unique_keys // (radices[1] * radices[2] * radices[3]),
-                          unique_keys // (radices[2] * radices[3]) % radices[1],
-                          unique_keys // radices[3] % radices[2],
-                          unique_keys % radices[3]], dim=1).to(torch.int32)
     return Voxels(feats=feats, coords=coords, spatial_shape=spatial_shape, batch_size=batch_size,
                   point_to_voxel=point_to_voxel, num_points=counts, keys=unique_keys,
                   dropped_nonfinite=num - num_finite, dropped_out_of_range=num_finite - kept.numel(),
