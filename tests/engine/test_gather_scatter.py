@@ -117,6 +117,21 @@ def test_large_inputs_match_reference(c_in, c_out):
                       [feats, weight], generator=gen, **F64)
 
 
+@pytest.mark.parametrize("kind", ["subm", "strided", "graph"])
+@pytest.mark.parametrize("needs", [(True, False, False), (False, True, False), (False, False, True),
+                                   (False, True, True), (True, False, True)])
+def test_gradients_of_any_subset_of_inputs(kind, needs):
+    # backward computes only what is asked for; each subset must still give the reference's gradients
+    gen = torch.Generator().manual_seed(8)
+    rb = random_rulebook(kind, gen, num_sites=20)
+    inputs = [torch.randn(rb.num_in, 4, dtype=torch.float64, generator=gen),
+              torch.randn(rb.kernel_volume, 4, 3, dtype=torch.float64, generator=gen),
+              torch.rand(rb.num_pairs, dtype=torch.float64, generator=gen)]
+    inputs = [x.requires_grad_(need) for x, need in zip(inputs, needs)]
+    assert_parity(lambda f, w, s: gather_scatter(f, w, rb, s), lambda f, w, s: gather_scatter_reference(f, w, rb, s),
+                  inputs, generator=gen, **F64)
+
+
 def test_identity_offset_is_a_plain_matmul():
     rb = random_rulebook("subm", torch.Generator().manual_seed(3), num_sites=40)
     assert rb.identity_offset is not None

@@ -113,5 +113,7 @@ def test_lookup_neighbors_matches_naive(case):
     expected = _naive_neighbors(coords, disp, shape, batch_size)
     keys = pack_keys(coords, shape, batch_size)
     for backend in BACKENDS:
-        got = HashTable(keys, backend=backend).lookup_neighbors(coords, disp, shape, batch_size)
-        torch.testing.assert_close(got, expected, rtol=0, atol=0, msg=lambda m, b=backend: f"{b}: {m}")
+        table = HashTable(keys, backend=backend)
+        for dtype in (torch.int32, torch.int64):
+            got = table.lookup_neighbors(coords.to(dtype), disp, shape, batch_size)
+            torch.testing.assert_close(got, expected, rtol=0, atol=0, msg=lambda m, b=backend: f"{b}: {m}")
