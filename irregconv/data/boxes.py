@@ -80,7 +80,8 @@ def quad_intersection_area(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     # edge i of a against edge j of b: a_i + s da_i = b_j + u db_j
     denom = _cross(da[:, :, None, :], db[:, None, :, :])                           # [P, 4, 4]
     diff = b[:, None, :, :] - a[:, :, None, :]
-    parallel = np.abs(denom) <= _EPS * np.abs(da).max(axis=(1, 2))[:, None, None] * np.abs(db).max(axis=(1, 2))[:, None, None]
+    scale = np.abs(da).max(axis=(1, 2)) * np.abs(db).max(axis=(1, 2))
+    parallel = np.abs(denom) <= _EPS * scale[:, None, None]
     safe = np.where(parallel, 1.0, denom)
     s = _cross(diff, db[:, None, :, :]) / safe
     u = _cross(diff, da[:, :, None, :]) / safe

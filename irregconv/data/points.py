@@ -1,4 +1,4 @@
-"""Point-cloud readers: KITTI velodyne ``.bin``, nuScenes ``.pcd.bin``, ``.pcd`` / ``.ply`` (open3d), ``.npy`` / ``.npz``.
+"""Point-cloud readers: KITTI ``.bin``, nuScenes ``.pcd.bin``, ``.pcd`` / ``.ply`` (open3d), ``.npy`` / ``.npz``.
 
 Every reader returns ``float32 [N, F]`` with x, y, z in the first three columns and checks the file
 before trusting it: raw binaries must hold a whole number of records, and PCD / PLY headers are read

@@ -150,6 +150,36 @@ def _gather_scans(points, batch: Optional[Tensor]) -> Tuple[Tensor, Optional[Ten
     return pts, batch.to(pts.device).long(), int(batch.max()) + 1 if batch.numel() else 1
 
 
+def _cells(pts: Tensor, lo: np.ndarray, size: np.ndarray, grid: Tuple[int, int, int]):
+    """Voxel cells of the points: per-axis float32 cells ``[N]`` (x, y, z), finite rows ``[N]`` (bool) and
+    the rows ``[K]`` that are finite and inside the grid."""
+    device = pts.device
+    # float32 whatever the points' dtype: spconv's arithmetic, bit for bit. Axis by axis: contiguous
+    # columns make the range test several times faster than on [N, 3] rows
+    cells = [torch.sub(pts[:, a].float(), torch.tensor(lo[a], device=device))
+             .div_(torch.tensor(size[a], device=device)).floor_() for a in range(3)]
+    inside = (cells[0] >= 0) & (cells[0] < grid[0]) & (cells[1] >= 0) & (cells[1] < grid[1]) \
+        & (cells[2] >= 0) & (cells[2] < grid[2])
+    # a row sum is non-finite iff an entry is, unless finite entries overflow it: recheck those rows
+    finite = torch.isfinite(pts.sum(dim=1))
+    suspect = (~finite).nonzero().squeeze(1)
+    if suspect.numel():
+        finite[suspect] = torch.isfinite(pts[suspect]).all(dim=1)
+    # NaN compares False, so non-finite points also fail `inside`; they are counted apart through `finite`
+    return cells, finite, (inside & finite).nonzero().squeeze(1)
+
+
+def _arrival_rank(voxel_batch: Tensor, first_rows: Tensor, num_points: int) -> Tensor:
+    """Rank ``[V]`` of each voxel within its scan in the order its first point arrives (input row
+    ``first_rows``): spconv numbers voxels that way and stops at ``max_voxels``."""
+    by_arrival = torch.argsort(voxel_batch * num_points + first_rows)
+    arrival_batch = voxel_batch[by_arrival]
+    rank = torch.empty_like(by_arrival)
+    rank[by_arrival] = torch.arange(len(by_arrival), device=by_arrival.device) \
+        - torch.searchsorted(arrival_batch, arrival_batch)
+    return rank
+
+
 def voxelize(points: Union[PointsLike, Sequence[PointsLike]], voxel_size: Sequence[float],
              point_range: Sequence[float], reduce: str = "mean", max_voxels: Optional[int] = None,
              max_points_per_voxel: Optional[int] = None, batch: Optional[Tensor] = None) -> Voxels:
@@ -202,18 +232,7 @@ def voxelize(points: Union[PointsLike, Sequence[PointsLike]], voxel_size: Sequen
     radices = key_radices(spatial_shape, batch_size)   # checks the key space fits int64
     device, num = pts.device, pts.size(0)
 
-    # the voxel index in float32 whatever the points' dtype: spconv's arithmetic, bit for bit. Axis by
-    # axis: contiguous columns make the range test several times faster than on [N, 3] rows
-    cells = [torch.sub(pts[:, a].float(), torch.tensor(lo[a], device=device)).div_(torch.tensor(size[a], device=device))
-             .floor_() for a in range(3)]
-    inside = (cells[0] >= 0) & (cells[0] < gx) & (cells[1] >= 0) & (cells[1] < gy) & (cells[2] >= 0) & (cells[2] < gz)
-    # a row sum is non-finite iff an entry is, unless finite entries overflow it: recheck those rows
-    finite = torch.isfinite(pts.sum(dim=1))
-    suspect = (~finite).nonzero().squeeze(1)
-    if suspect.numel():
-        finite[suspect] = torch.isfinite(pts[suspect]).all(dim=1)
-    # NaN compares False, so non-finite points also fail `inside`; they are counted apart through `finite`
-    kept = (inside & finite).nonzero().squeeze(1)
+    cells, finite, kept = _cells(pts, lo, size, (gx, gy, gz))
     # int32 keys sort more than twice as fast as int64 ones; most grids fit
     key_dtype = torch.int32 if radices[0] * gz * gy * gx < 2 ** 31 else torch.int64
     ix, iy, iz = (c.index_select(0, kept).to(key_dtype) for c in cells)
@@ -238,12 +257,7 @@ def voxelize(points: Union[PointsLike, Sequence[PointsLike]], voxel_size: Sequen
 
     keep_voxel = keep_point = None
     if max_voxels is not None:
-        # spconv numbers voxels as their first point arrives and stops at max_voxels, per scan
-        by_arrival = torch.argsort(voxel_batch * num + rows[starts])
-        arrival_batch = voxel_batch[by_arrival]
-        rank = torch.empty_like(by_arrival)
-        rank[by_arrival] = torch.arange(num_voxels, device=device) - torch.searchsorted(arrival_batch, arrival_batch)
-        keep_voxel = rank < max_voxels
+        keep_voxel = _arrival_rank(voxel_batch, rows[starts], num) < max_voxels
     if max_points_per_voxel is not None:
         keep_point = torch.arange(rows.numel(), device=device) - starts[voxel_of_sorted] < max_points_per_voxel
         counts = counts.clamp(max=max_points_per_voxel)
