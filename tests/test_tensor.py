@@ -5,7 +5,7 @@ import torch
 
 from irregconv import SparseTensor
 from irregconv.hashing import pack_keys
-from irregconv.testing import densify, random_coords
+from irregconv.testing import DEVICES, densify, random_coords
 
 
 def test_construction_defaults_and_properties():
@@ -47,6 +47,7 @@ def test_empty_tensor():
     (torch.zeros(3, 1), torch.zeros(2, 3, dtype=torch.long), {}, ValueError, "feats has 3 rows but coords has 2"),
     (torch.zeros(2, 1), torch.tensor([[0, 1, 2], [0, 1, 2]]), {}, ValueError,
      r"coords has duplicate site \[0, 1, 2\] at rows \[0, 1\]"),
+    (torch.zeros(1, 1), torch.tensor([[0, 2 ** 31, 2]]), {}, ValueError, "coords has value 2147483648, beyond int32"),
     (torch.zeros(2, 1), torch.tensor([[0, 1, 2], [0, 1, 2]]), {"merge": "sum_"}, ValueError,
      r"merge must be None or one of \('sum', 'mean', 'max'\), got 'sum_'"),
 ])
@@ -99,6 +100,18 @@ def test_from_dense_round_trip():
         SparseTensor.from_dense(dense, mask[0])
     with pytest.raises(ValueError, match="SparseTensor.from_dense: dense must be"):
         SparseTensor.from_dense(torch.zeros(3, 4))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_to_device(device):
+    coords = random_coords(10, (4, 4, 4), 2)
+    t = SparseTensor(torch.randn(coords.size(0), 2), coords, spatial_shape=(4, 4, 4), batch_size=2)
+    moved = t.to(device)
+    assert moved.device.type == torch.device(device).type and moved.coords.device == moved.device
+    assert (moved.spatial_shape, moved.batch_size) == (t.spatial_shape, t.batch_size)
+    torch.testing.assert_close(moved.dense().cpu(), t.dense(), rtol=0, atol=0)
+    # same device: same sites (and rulebooks); another device: its own sites and cache
+    assert (moved.sites is t.sites) == (moved.device == t.device)
 
 
 def test_replace_and_to_share_sites():
