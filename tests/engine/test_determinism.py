@@ -35,8 +35,9 @@ def _run(rb, inputs):
 @pytest.mark.parametrize("weight_kind", ["dense", "depthwise"])
 def test_gather_scatter_same_bits_across_runs_and_threads(kind, weight_kind):
     gen = torch.Generator().manual_seed(0)
-    rb = random_rulebook(kind, gen, num_sites=1200, spatial_shape=(16, 16, 16), batch_size=2)
-    channels = 16
+    rb = random_rulebook(kind, gen, num_sites=600, spatial_shape=(12, 12, 12), batch_size=2)
+    channels = 32
+    assert int(rb.counts().max()) * channels >= 4096  # large enough for the multi-threaded row scatter
     shape = (rb.kernel_volume, channels, channels) if weight_kind == "dense" else (rb.kernel_volume, channels, 1, 1)
     inputs = [torch.randn(rb.num_in, channels, generator=gen), torch.randn(shape, generator=gen),
               torch.rand(rb.num_pairs, generator=gen)]

@@ -60,7 +60,7 @@ def engine_cases(draw):
     return rb, draw(st.sampled_from(WEIGHTS)), channels, draw(st.booleans()), gen
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(engine_cases())
 def test_engine_matches_reference(case):
     rb, weight_kind, channels, scaled, gen = case

@@ -36,7 +36,7 @@ def _fresh(rulebook):
     return dataclasses.replace(rulebook, _derived={})
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(rulebooks())
 def test_transpose_swaps_pairs_and_is_an_involution(rb):
     assert_rulebook_invariants(rb)

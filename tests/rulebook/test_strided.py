@@ -14,7 +14,7 @@ from irregconv.testing import (DEVICES, assert_parity, assert_rulebook_invariant
 
 F64 = dict(rtol=1e-7, atol=1e-9)
 F32 = dict(rtol=1e-4, atol=1e-5)
-SHAPE_3D, SHAPE_2D = (9, 10, 11), (12, 13)
+SHAPE_3D, SHAPE_2D = (7, 8, 9), (10, 11)
 
 
 def _tuple(v, dims):
@@ -48,7 +48,7 @@ def _strided_case(shape, kernel_size, stride, padding, dilation, batch_size, num
 
 
 def _check_strided(shape, kernel_size, stride, padding, dilation, groups, c_in=4, c_out=6, batch_size=2,
-                   num_sites=80, dtype=torch.float64, seed=0, device="cpu"):
+                   num_sites=60, dtype=torch.float64, seed=0, device="cpu"):
     gen, coords, region, geometry, rb, out_coords = _strided_case(shape, kernel_size, stride, padding, dilation,
                                                                   batch_size, num_sites, seed, device)
     x = densify(torch.ones(coords.size(0), 1, device=device), coords, shape, batch_size)
@@ -176,7 +176,7 @@ def strided_cases(draw):
     return coords, shape, batch_size, region, axes(1, 3), axes(0, 2), axes(1, 2)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(strided_cases())
 def test_strided_sites_and_pairs_are_exact(case):
     coords, shape, batch_size, region, stride, padding, dilation = case

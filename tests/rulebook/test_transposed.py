@@ -142,7 +142,7 @@ def transposed_cases(draw):
     return coords, shape, batch_size, region, stride, padding, dilation, output_padding
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(transposed_cases())
 def test_transposed_sites_and_pairs_are_exact(case):
     coords, shape, batch_size, region, stride, padding, dilation, output_padding = case
