@@ -1,7 +1,7 @@
 """Independent oracles for tests: dense ``torch.nn.functional`` convolutions evaluated at active sites,
 weight layout conversions, brute-force rulebook pairs, and the rulebook invariants.
 
-Nothing here reuses the engine or the rulebook builders, so a test that compares them with these
+The oracles reuse neither the engine nor the rulebook builders, so a test that compares them with these
 functions compares two independent computations:
 
 * sparse features are *densified* onto a ``[B, C, *S]`` grid (zeros at inactive sites), run through
@@ -9,6 +9,9 @@ functions compares two independent computations:
 * kernel regions other than the full cube become a dense weight with zeros at the missing taps;
 * rulebook pairs are recomputed by brute force over all (input, output, tap) triples, and output site
   sets from a dense convolution of the occupancy grid with an all-ones kernel.
+
+:func:`random_rulebook` (which does call the builders) makes inputs for properties that every rulebook
+kind must satisfy.
 
 Weight layouts (``k`` the kernel size, ``K = prod(k)`` taps in C order, ``G`` groups):
 
@@ -27,6 +30,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ..rulebook import (KernelRegion, Rulebook, build_dense_rulebook, build_graph_rulebook, build_strided_rulebook,
+                        build_subm_rulebook, build_transposed_rulebook)
+from .generators import random_coords, random_graph
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -90,12 +97,9 @@ def weight_from_torch(weight: Tensor, groups: int = 1, taps: Optional[Tensor] = 
     """
     ks = tuple(weight.shape[2:])
     dims = len(ks)
-    if transposed:
-        box = weight.reshape(groups, weight.size(0) // groups, weight.size(1), *ks)          # G, Ci, Co, *k
-        box = box.permute(*range(3, 3 + dims), 0, 1, 2)
-    else:
-        box = weight.reshape(groups, weight.size(0) // groups, weight.size(1), *ks)          # G, Co, Ci, *k
-        box = box.permute(*range(3, 3 + dims), 0, 2, 1)
+    # conv: [G, C_out/G, C_in/G, *k]; transposed: [G, C_in/G, C_out/G, *k]; either way to [*k, G, C_in/G, C_out/G]
+    box = weight.reshape(groups, weight.size(0) // groups, weight.size(1), *ks)
+    box = box.permute(*range(3, 3 + dims), 0, *((1, 2) if transposed else (2, 1)))
     out = box.reshape(-1, *box.shape[dims:]) if taps is None else box[tuple(taps.long().t())]
     return out.squeeze(1) if groups == 1 else out
 
@@ -181,13 +185,13 @@ def reference_pairs(in_coords: Tensor, out_coords: Tensor, taps: Tensor, stride=
     return hit.nonzero()
 
 
-def rulebook_triples(rulebook) -> Tensor:
+def rulebook_triples(rulebook: Rulebook) -> Tensor:
     """``[P, 3]`` int64 ``(offset, out_idx, in_idx)`` of every pair, in the rulebook's order."""
     k = torch.repeat_interleave(torch.arange(rulebook.kernel_volume), rulebook.offset_ptr.diff())
     return torch.stack([k, rulebook.out_idx.cpu(), rulebook.in_idx.cpu()], dim=1)
 
 
-def assert_rulebook_invariants(rulebook) -> None:
+def assert_rulebook_invariants(rulebook: Rulebook) -> None:
     """Assert the invariants every rulebook promises (see :mod:`irregconv.rulebook.rulebook`)."""
     ptr, p = rulebook.offset_ptr, rulebook.num_pairs
     assert ptr.dtype == torch.int64 and ptr.device.type == "cpu" and ptr.dim() == 1
@@ -202,12 +206,11 @@ def assert_rulebook_invariants(rulebook) -> None:
     key = (triples[:, 0] * rulebook.num_out + triples[:, 1]) * max(rulebook.num_in, 1) + triples[:, 2]
     if rulebook.injective:
         assert bool((key.diff() > 0).all()), "pairs must be sorted by (offset, out, in) without repeats"
-    else:  # a graph may repeat an edge
-        assert bool((key.diff() >= 0).all()), "pairs must be sorted by (offset, out, in)"
-    if rulebook.injective:
         for column in (1, 2):
             per_offset = triples[:, 0] * max(rulebook.num_in, rulebook.num_out) + triples[:, column]
             assert torch.unique(per_offset).numel() == p, "an injective offset repeats a row"
+    else:  # a graph may repeat an edge
+        assert bool((key.diff() >= 0).all()), "pairs must be sorted by (offset, out, in)"
     if rulebook.identity_offset is not None:
         k = rulebook.identity_offset
         s, e = int(ptr[k]), int(ptr[k + 1])
@@ -272,17 +275,13 @@ RULEBOOK_KINDS = ("subm", "strided", "inverse", "transposed", "dense", "graph")
 
 
 def random_rulebook(kind: str, generator: Optional[torch.Generator] = None, num_sites: int = 12,
-                    spatial_shape: Sequence[int] = (4, 5, 6), batch_size: int = 2, kernel_size=3):
+                    spatial_shape: Sequence[int] = (4, 5, 6), batch_size: int = 2, kernel_size=3) -> Rulebook:
     """A small rulebook of ``kind`` (one of :data:`RULEBOOK_KINDS`) on random sites or a random graph.
 
-    Strided, inverse and transposed use stride 2, padding 1; ``"dense"`` covers the whole
-    ``[batch_size, *spatial_shape]`` grid (stride 2, padding 1); ``"graph"`` has ``num_sites * batch_size``
-    nodes, four edges per node and self loops allowed.
+    Strided and inverse use stride 2, padding 1; transposed stride 2, padding 1, output_padding 1;
+    ``"dense"`` covers the whole ``[batch_size, *spatial_shape]`` grid (stride 2, padding 1); ``"graph"``
+    has ``num_sites * batch_size`` nodes, four edges per node and self loops allowed.
     """
-    from ..rulebook import (KernelRegion, build_dense_rulebook, build_graph_rulebook, build_strided_rulebook,
-                            build_subm_rulebook, build_transposed_rulebook)
-    from .generators import random_coords, random_graph
-
     dims = len(spatial_shape)
     ones, twos = (1,) * dims, (2,) * dims
     if kind == "graph":
