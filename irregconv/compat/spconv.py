@@ -115,7 +115,7 @@ def weight_to_native(weight: Tensor, conv1x1: bool = False) -> Tensor:
 def weight_from_native(weight: Tensor, kernel_size: Sequence[int], conv1x1: bool = False) -> Tensor:
     """The engine's ``[K, C_in, C_out]`` -> spconv's ``[C_out, *kernel_size, C_in]`` (inverse of
     :func:`weight_to_native`)."""
-    k, c_in, c_out = weight.shape
+    _, c_in, c_out = weight.shape
     if conv1x1:
         return weight.reshape(c_out, *kernel_size, c_in).contiguous()
     return weight.permute(2, 0, 1).reshape(c_out, *kernel_size, c_in).contiguous()

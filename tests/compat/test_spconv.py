@@ -1,6 +1,7 @@
 """The spconv drop-in: API surface, parity with spconv 2.3.8 (outputs) and with dense torch (outputs and
 gradients), the checked ``indice_key``, checkpoints, detector-code patterns, and the SECOND-style backbone
 on real KITTI scans against spconv."""
+import copy
 import sys
 from collections import OrderedDict
 
@@ -13,8 +14,8 @@ import irregconv
 from irregconv.compat import spconv
 from irregconv.data import read_points, voxelize
 from irregconv.models.second import SECONDBackbone8x, spconv_second_backbone_8x
-from irregconv.testing import (assert_parity, data_path, densify, krsc_to_torch, random_coords, values_at,
-                               with_data, with_package)
+from irregconv.testing import (DEVICES, assert_parity, data_path, densify, krsc_to_torch, random_coords,
+                               values_at, with_data, with_package)
 
 needs_spconv = with_package("spconv")
 KITTI_SCANS = ["kitti_training_000000.bin", "kitti_training_000001.bin", "kitti_000008_reduced.bin"]
@@ -483,8 +484,12 @@ def test_rows_and_bounds_are_checked_when_a_layer_runs():
     conv = spconv.SubMConv3d(4, 4, 3)
     with pytest.raises(ValueError, match="features has 239 rows but indices has 240"):
         conv(spconv.SparseConvTensor(feats[1:], coords, shape, batch))
-    with pytest.raises(ValueError, match="SparseConvTensor.indices:"):
+    with pytest.raises(ValueError, match=r"SparseConvTensor.indices: pack_keys: coords has spatial axis 2 \(column 3\)"):
         conv(spconv.SparseConvTensor(feats, coords, [9, 10, 5], batch))
+    negative = coords.clone()
+    negative[5, 2] = -1  # spconv accepts this silently (NOTES.md)
+    with pytest.raises(ValueError, match="SparseConvTensor.indices: SparseTensor: coords column 2 has negative value -1"):
+        conv(spconv.SparseConvTensor(feats, negative, shape, batch))
 
 
 def test_module_bad_input():
@@ -508,6 +513,18 @@ def test_module_bad_input():
         spconv.SparseConv3d(0, 4, 3)
     with pytest.raises(ValueError, match="SparseConv3d: kernel_size must have 3 entries"):
         spconv.SparseConv3d(4, 4, (3, 3))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_runs_on_every_device(device):
+    feats, coords, shape, batch = make_input()
+    net = spconv.SparseSequential(spconv.SubMConv3d(4, 8, 3, indice_key="s"), nn.BatchNorm1d(8), nn.ReLU(),
+                                  spconv.SparseConv3d(8, 8, 3, 2, 1, indice_key="d"),
+                                  spconv.SparseInverseConv3d(8, 4, 3, "d"), spconv.SubMConv3d(4, 2, 1))
+    expected = net(spconv.SparseConvTensor(feats, coords, shape, batch))
+    got = copy.deepcopy(net).to(device)(spconv.SparseConvTensor(feats.to(device), coords.to(device), shape, batch))
+    assert got.features.device.type == device and torch.equal(got.indices.cpu(), expected.indices)
+    torch.testing.assert_close(got.features.cpu(), expected.features, rtol=1e-4, atol=1e-5)
 
 
 def test_sparse_sequential_containers():
@@ -670,7 +687,8 @@ def test_concatenated_levels_pattern():
     conv = spconv.SubMConv3d(4, 2, 3)
     expected = conv(spconv.SparseConvTensor(merged.features, merged.indices.clone(), shape, batch))
     torch.testing.assert_close(conv(merged).features, expected.features, rtol=0, atol=0)
-    with pytest.raises(ValueError, match="SparseConvTensor.indices: .* exceeds|SparseConvTensor.indices:"):
+    with pytest.raises(ValueError, match=r"SparseConvTensor.indices: pack_keys: coords has spatial axis \d \(column "
+                                         r"\d\) = \d+, but spatial_shape"):
         conv(coarse)  # its indices now lie outside its own (coarse) spatial_shape
 
 
