@@ -30,7 +30,8 @@ def check_sparse_input(module: nn.Module, input, dims: int, in_channels: Optiona
         raise ValueError(f"{name}: expects {dims} spatial axes (coords [N, {1 + dims}]), got a SparseTensor with "
                          f"{input.dims} (coords {list(input.coords.shape)}); use the {input.dims}d variant")
     if in_channels is not None and input.num_channels != in_channels:
-        raise ValueError(f"{name}: in_channels={in_channels} but the input has {input.num_channels} channels")
+        raise ValueError(f"{name}: in_channels={in_channels} but the input has {input.num_channels} channels; "
+                         f"feed features [N, {in_channels}] or build the layer with in_channels={input.num_channels}")
 
 
 def make_region(region: Union[str, KernelRegion], kernel_size, dims: int, owner: str) -> KernelRegion:

@@ -142,7 +142,8 @@ def test_cached_rulebook_gives_the_same_output_as_a_fresh_one(sparse_input):
 
 def test_subm_conv_bad_input(sparse_input):
     conv = SubMConv3d(3, 4).double()
-    with pytest.raises(ValueError, match="SubMConv3d: in_channels=3 but the input has 2 channels"):
+    with pytest.raises(ValueError, match=r"SubMConv3d: in_channels=3 but the input has 2 channels; feed features "
+                                         r"\[N, 3\] or build the layer with in_channels=2"):
         conv(sparse_input(channels=2))
     with pytest.raises(ValueError, match=r"SubMConv3d: expects 3 spatial axes .* got a SparseTensor with 2 "
                                          r"\(coords \[40, 3\]\); use the 2d variant"):
