@@ -34,6 +34,16 @@ def check_sparse_input(module: nn.Module, input, dims: int, in_channels: Optiona
                          f"feed features [N, {in_channels}] or build the layer with in_channels={input.num_channels}")
 
 
+def check_channels(owner: str, in_channels: int, out_channels: int, groups: int) -> None:
+    """Raise a clear error unless the channel counts are positive ints and ``groups`` divides both."""
+    for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f"{owner}: groups={groups} must divide in_channels={in_channels} and "
+                         f"out_channels={out_channels}")
+
+
 def make_region(region: Union[str, KernelRegion], kernel_size, dims: int, owner: str) -> KernelRegion:
     """``"cube"`` / ``"cross"`` / a :class:`KernelRegion` -> KernelRegion with ``dims`` axes."""
     if isinstance(region, KernelRegion):
@@ -59,12 +69,7 @@ class SparseConvBase(SparseModule):
                  groups: int = 1, bias: bool = True, region: Union[str, KernelRegion] = "cube", output_padding=0):
         super().__init__()
         owner = type(self).__name__
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{owner}: groups={groups} must divide in_channels={in_channels} and "
-                             f"out_channels={out_channels}")
+        check_channels(owner, in_channels, out_channels, groups)
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.region = make_region(region, kernel_size, self.dims, owner)
         self.kernel_size = self.region.kernel_size
