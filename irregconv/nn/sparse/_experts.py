@@ -4,19 +4,23 @@ Both combine a bank of ``E`` submanifold kernels per batch item, ``W_b = sum_e r
 coefficients ``r [B, E]`` predicted from the item's features pooled over its ACTIVE sites.
 
 How it runs through the engine: the submanifold rulebook never pairs sites of different batch items,
-so the output site ``o`` and every input site ``j`` feeding it share one batch item ``b`` and
+so every input site ``j`` feeding an output site ``o`` belongs to ``o``'s item ``b``, and by linearity
 
-    ``y_o = sum_k (sum_e r_be W_e,k)^T x_j = sum_k [W_1,k; ...; W_E,k]^T [r_b1 x_j; ...; r_bE x_j]``.
+    ``y_o = sum_k (sum_e r_be W_e,k)^T x_j = sum_e r_be (sum_k W_e,k^T x_j)``.
 
-So each input row is scaled by its own item's coefficients and stacked ``E`` times (``[N, E * C_in]``),
-and ONE gather -> compute -> scatter runs with the experts stacked along the input axis
-(``[K, E * C_in, C_out]``) over the cached rulebook of the sites. Why this form:
+So ONE gather -> compute -> scatter over the cached rulebook of the sites runs all ``E`` experts at once,
+stacked along the output axis (weight ``[K, C_in, E * C_out]``), and each output row then mixes its ``E``
+results with its own item's coefficients. Why this form:
 
-* one rulebook and one engine call for the whole batch; mixing kernels per item instead would need a
-  rulebook split by batch item and ``B`` engine calls;
-* the scatter (the costliest memory pass) stays ``C_out`` wide, where mixing the experts' outputs
-  (``[K, C_in, E * C_out]``, then a per-site weighted sum) would scatter ``E * C_out`` columns;
-* the price is ``E`` times the multiply-adds of one conv (the paper's ``E`` is 4 to 8).
+* one rulebook and one engine call for the whole batch, with no per-item loop; mixing the kernels per
+  item (the dense CondConv2d's "kernel" strategy) would need the rulebook split by batch item and ``B``
+  engine calls;
+* the price is ``E`` times the multiply-adds of one conv (``E`` is 4 to 8 in the papers). Measured here
+  (20,000 sites, 97k pairs, ``C_in = C_out = 32``, ``E = 4``, 1 thread, best of 15 on a shared 2-core
+  machine): 27 ms forward against 8 ms for a SubMConv3d. The other one-call form, scaling each input row
+  by its item's coefficients and stacking the experts along the input axis (``[N, E * C_in]`` rows,
+  weight ``[K, E * C_in, C_out]``), measured 5-10% slower (30 ms forward; 287 against 270 ms forward and
+  backward).
 """
 from __future__ import annotations
 
@@ -80,22 +84,24 @@ class ExpertSubMConv3d(SparseModule):
 
     def mixed_conv(self, input: SparseTensor, coeff: Tensor) -> SparseTensor:
         """Submanifold conv of every batch item ``b`` with ``sum_e coeff[b, e] W_e`` (and bias), as one engine
-        call with the experts stacked along the input axis (see the module docstring).
+        call with the experts stacked along the output axis (see the module docstring).
 
         Shapes:
             - input: SparseTensor ``[N, C_in]``, coeff ``[B, E]``
             - output: SparseTensor ``[N, C_out]`` on the input sites.
         """
         n, e, g = input.num_sites, self.num_experts, self.groups
-        per_site = coeff.index_select(0, input.coords[:, 0].long())                          # [N, E]
-        # [N, G, E, C_in/G]: group-major so that each group's columns stay contiguous for the grouped engine
-        stacked_feats = (per_site[:, None, :, None] * input.feats.reshape(n, g, 1, -1)).reshape(n, -1)
+        out_per_group = self.out_channels // g
+        # [K, G, C_in/G, E * C_out/G]: the experts inside each group, so each group's outputs stay contiguous
         weight = self.weight if g > 1 else self.weight.unsqueeze(2)                          # [E, K, G, Ci, Co]
-        weight = weight.permute(1, 2, 0, 3, 4).reshape(self.region.volume, g, -1, self.out_channels // g)
+        weight = weight.permute(1, 2, 3, 0, 4).reshape(self.region.volume, g, -1, e * out_per_group)
         rulebook = subm_rulebook(input.sites, self.region, self.dilation)
-        feats = gather_scatter(stacked_feats, weight if g > 1 else weight.squeeze(1), rulebook)
+        experts = gather_scatter(input.feats, weight if g > 1 else weight.squeeze(1), rulebook)
+        batch = input.coords[:, 0].long()
+        per_site = coeff.index_select(0, batch)                                              # [N, E]
+        feats = torch.einsum("ne,ngeo->ngo", per_site, experts.reshape(n, g, e, out_per_group)).reshape(n, -1)
         if self.bias is not None:
-            feats = feats + (coeff @ self.bias).index_select(0, input.coords[:, 0].long())
+            feats = feats + (coeff @ self.bias).index_select(0, batch)
         return input.replace(feats)
 
     def forward(self, input: SparseTensor) -> SparseTensor:

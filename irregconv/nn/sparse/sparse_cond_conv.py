@@ -5,10 +5,10 @@ Ngiam, NeurIPS 2019, arXiv:1904.04971 (dense counterpart: :class:`irregconv.nn.C
 
 Gather -> compute -> scatter: the rulebook is the submanifold one of the input sites (cached, shared with
 any SubMConv3d of the same geometry); the routing of item ``b`` is computed from its features averaged
-over its active sites, and the compute step multiplies each gathered row by its own item's mixed kernel,
-realised as one engine call with the experts stacked along the input axis and the input rows scaled by
-their item's routing weights (see :mod:`irregconv.nn.sparse._experts` for why this form). Scatter is the
-usual sum; outputs stay on the input sites.
+over its active sites, and each output site gets its own item's mixed kernel. By linearity this is one
+engine call with all experts stacked along the output axis, each output row then mixing its ``E`` results
+with its item's routing weights (see :mod:`irregconv.nn.sparse._experts` for why this form and what it
+costs). Scatter is the usual sum; outputs stay on the input sites.
 """
 from __future__ import annotations
 

@@ -4,9 +4,9 @@ Paper: "Dynamic Convolution: Attention over Convolution Kernels", Chen, Dai, Liu
 arXiv:1912.03458 (dense counterpart: :class:`irregconv.nn.DynamicConv2d`).
 
 Gather -> compute -> scatter: the submanifold rulebook of the input sites is shared by every batch item;
-the attention of item ``b`` comes from its features averaged over its active sites, and the compute step
-multiplies each gathered row by its item's aggregated kernel ``sum_k pi_bk W_k`` — one engine call with the
-kernels stacked along the input axis and the rows scaled by their item's attention (see
+the attention of item ``b`` comes from its features averaged over its active sites, and each output site
+gets its item's aggregated kernel ``sum_k pi_bk W_k`` — by linearity one engine call with the kernels stacked
+along the output axis, each output row then weighting its ``K`` results by its item's attention (see
 :mod:`irregconv.nn.sparse._experts`). Scatter is the usual sum; outputs stay on the input sites.
 """
 from __future__ import annotations
