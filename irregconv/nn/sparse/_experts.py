@@ -16,11 +16,12 @@ results with its own item's coefficients. Why this form:
   item (the dense CondConv2d's "kernel" strategy) would need the rulebook split by batch item and ``B``
   engine calls;
 * the price is ``E`` times the multiply-adds of one conv (``E`` is 4 to 8 in the papers). Measured here
-  (20,000 sites, 97k pairs, ``C_in = C_out = 32``, ``E = 4``, 1 thread, best of 15 on a shared 2-core
-  machine): 27 ms forward against 8 ms for a SubMConv3d. The other one-call form, scaling each input row
-  by its item's coefficients and stacking the experts along the input axis (``[N, E * C_in]`` rows,
-  weight ``[K, E * C_in, C_out]``), measured 5-10% slower (30 ms forward; 287 against 270 ms forward and
-  backward).
+  (20,000 sites, 97k pairs, ``C_in = C_out = 32``, ``E = 4``, 1 thread, best of 15 on a shared, loaded
+  2-core machine): 27-31 ms forward against 8 ms for a SubMConv3d. The other one-call form, scaling each
+  input row by its item's coefficients and stacking the experts along the input axis (``[N, E * C_in]``
+  rows, weight ``[K, E * C_in, C_out]``), costs the same multiply-adds and measured within noise of this
+  one (5-10% slower in the quieter runs); this form keeps the gathered rows ``C_in`` wide and the input
+  unscaled.
 """
 from __future__ import annotations
 
