@@ -72,6 +72,31 @@ def _check_coords(coords, owner: str) -> Tensor:
     return coords.to(torch.int32)
 
 
+def _as_count(value, name: str, owner: str) -> int:
+    """``value`` as an int >= 1; a float such as 8.5, a string or a bool is refused instead of truncated."""
+    try:
+        integral = not isinstance(value, (str, bytes, bool)) and bool(value == int(value))
+    except (TypeError, ValueError, OverflowError):
+        integral = False
+    if not integral:
+        raise TypeError(f"{owner}: {name} must be an int, got {value!r} ({type(value).__name__})")
+    if int(value) < 1:
+        raise ValueError(f"{owner}: {name} must be >= 1, got {int(value)}")
+    return int(value)
+
+
+def _as_spatial_shape(spatial_shape, dims: int, owner: str) -> Tuple[int, ...]:
+    """``spatial_shape`` as ``dims`` positive ints (one extent per coordinate column after the batch)."""
+    if isinstance(spatial_shape, (str, bytes)) or not hasattr(spatial_shape, "__iter__"):
+        raise TypeError(f"{owner}: spatial_shape must be a sequence of {dims} ints (one extent per coordinate "
+                        f"column after the batch), got {spatial_shape!r}")
+    shape = tuple(_as_count(s, f"spatial_shape[{i}]", owner) for i, s in enumerate(spatial_shape))
+    if len(shape) != dims:
+        raise ValueError(f"{owner}: spatial_shape {shape} has {len(shape)} axes but coords has {dims} spatial "
+                         f"columns; give one extent per coordinate column after the batch")
+    return shape
+
+
 class SparseTensor:
     """Features on sparse integer sites.
 
@@ -121,12 +146,10 @@ class SparseTensor:
                              f"coordinates must be >= 0 (shift them or crop the point range)")
         if spatial_shape is None:
             spatial_shape = (coords[:, 1:].max(dim=0).values + 1).tolist() if coords.numel() else [1] * dims
-        spatial_shape = tuple(int(s) for s in spatial_shape)
-        if len(spatial_shape) != dims:
-            raise ValueError(f"{owner}: spatial_shape {spatial_shape} has {len(spatial_shape)} axes but coords has "
-                             f"{dims} spatial columns; give one extent per coordinate column after the batch")
+        spatial_shape = _as_spatial_shape(spatial_shape, dims, owner)
         if batch_size is None:
             batch_size = int(coords[:, 0].max()) + 1 if coords.numel() else 1
+        batch_size = _as_count(batch_size, "batch_size", owner)
         keys = pack_keys(coords, spatial_shape, batch_size)  # bounds-checked, names the axis
         unique_keys, inverse = torch.unique(keys, sorted=True, return_inverse=True)
         if unique_keys.numel() != keys.numel():

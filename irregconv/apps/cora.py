@@ -146,6 +146,11 @@ def run_cora(args: argparse.Namespace) -> int:
     """Entry point of ``irregconv cora``: train ``args.seeds`` models and print the summary."""
     if args.seeds < 1 or args.epochs < 1:
         raise SystemExit(f"irregconv cora: --seeds and --epochs must be >= 1, got {args.seeds} and {args.epochs}")
+    try:
+        torch.empty(0, device=args.device)
+    except (RuntimeError, AssertionError) as err:  # torch asserts for cuda on a CPU-only build
+        usable = "cpu" + (" or cuda" if torch.cuda.is_available() else "")
+        raise SystemExit(f"irregconv cora: --device {args.device!r} is not usable here ({err}); use {usable}") from err
     root = Path(args.root) if args.root else default_root()
     dataset = args.dataset
     if dataset is None:
@@ -156,7 +161,7 @@ def run_cora(args: argparse.Namespace) -> int:
                   f"(pass --root DIR or --dataset cora to download)", file=sys.stderr)
     try:
         graph = load_graph(dataset, root).to(args.device)
-    except FileNotFoundError as err:
+    except (OSError, ValueError) as err:  # missing, truncated or corrupt data files
         raise SystemExit(f"irregconv cora: {err}") from err
     print(f"{graph}", file=sys.stderr)
     accuracies, times = [], []

@@ -138,6 +138,10 @@ def _download(raw_dir: Path, files) -> None:
         (raw_dir / f).write_bytes(blob)
 
 
+class UntrustedPickleError(pickle.UnpicklingError):
+    """A data file names a class outside the Planetoid files' few (a tampered or foreign pickle)."""
+
+
 class _PlanetoidUnpickler(pickle.Unpickler):
     """Unpickles only the few classes the Planetoid files contain, so a tampered download cannot run code."""
 
@@ -154,15 +158,21 @@ class _PlanetoidUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         resolve = self._ALLOWED.get((module, name))
         if resolve is None:
-            raise pickle.UnpicklingError(f"Planetoid: refusing to load {module}.{name} from a data file")
+            raise UntrustedPickleError(f"Planetoid: refusing to load {module}.{name} from a data file")
         return resolve()
 
 
 def _read_file(raw_dir: Path, name: str, suffix: str):
     path = raw_dir / f"ind.{name}.{suffix}"
-    if suffix == "test.index":
-        return torch.tensor([int(line) for line in path.read_text().split()], dtype=torch.long)
-    obj = _PlanetoidUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+    try:
+        if suffix == "test.index":
+            return torch.tensor([int(line) for line in path.read_text().split()], dtype=torch.long)
+        obj = _PlanetoidUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+    except UntrustedPickleError:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"Planetoid: {path} is truncated or corrupt ({type(err).__name__}: {err}); replace it "
+                         f"with the original file from github.com/kimiyoung/planetoid (folder data/)") from None
     if suffix == "graph":
         return obj
     array = obj.toarray() if hasattr(obj, "toarray") else np.asarray(obj)
@@ -186,6 +196,16 @@ def _index_to_mask(index: Tensor, size: int) -> Tensor:
 
 def _read_planetoid(raw_dir: Path, name: str) -> dict:
     _, tx, allx, y, ty, ally, graph, test_index = (_read_file(raw_dir, name, s) for s in PLANETOID_SUFFIXES)
+    # a file cut at a line break still parses: check that the parts describe one data set
+    if not (test_index.numel() == tx.size(0) == ty.size(0) and allx.size(0) == ally.size(0)
+            and test_index.numel() and int(test_index.min()) >= allx.size(0)
+            and torch.unique(test_index).numel() == test_index.numel()):
+        ids = f"{test_index.numel()} ids from {int(test_index.min())}" if test_index.numel() else "no ids"
+        raise ValueError(f"Planetoid: the files in {raw_dir} do not fit together: ind.{name}.test.index has {ids}, "
+                         f"tx/ty have {tx.size(0)}/{ty.size(0)} rows and allx/ally {allx.size(0)}/{ally.size(0)}; "
+                         f"the test ids must be unique, one per tx row, and >= the number of allx rows. A file is "
+                         f"truncated or from another release: replace it with the original from "
+                         f"github.com/kimiyoung/planetoid (folder data/)")
     sorted_test = test_index.sort().values
     if name == "citeseer":
         # isolated test nodes have ids in test.index's range but no rows in tx/ty: give them zero rows

@@ -24,9 +24,12 @@ def batch_norm_rows(x: Tensor, running_mean: Optional[Tensor], running_var: Opti
     """
     if training or running_mean is None:
         n = x.size(0)
-        if n <= 1 and training:
-            raise ValueError(f"batch_norm_rows: expected more than 1 row in training mode, got {n} "
-                             f"(as torch.nn.BatchNorm1d)")
+        if n == 0:  # as torch.nn.BatchNorm1d: no rows, no statistics; an empty output still joins the graph
+            out = x if weight is None else x * weight
+            return out if bias is None else out + bias
+        if n == 1 and training:
+            raise ValueError("batch_norm_rows: expected more than 1 row in training mode, got 1 "
+                             "(as torch.nn.BatchNorm1d)")
         ones = x.new_ones(1, n)
         mean = (ones @ x) / n
         centered = x - mean
@@ -49,6 +52,10 @@ def batch_norm_rows(x: Tensor, running_mean: Optional[Tensor], running_var: Opti
 def batch_norm_module_rows(module: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tensor:
     """Apply a ``BatchNorm1d`` module to rows ``x [N, C]`` through :func:`batch_norm_rows`, honouring its
     ``momentum`` (``None`` = cumulative average), ``track_running_stats`` and ``num_batches_tracked``."""
+    if x.dim() != 2 or x.size(1) != module.num_features:
+        raise ValueError(f"{type(module).__name__}({module.num_features}): expected feature rows [N, "
+                         f"{module.num_features}], got {list(x.shape)}; the previous layer's out_channels must "
+                         f"equal num_features")
     momentum = 0.0 if module.momentum is None else module.momentum
     if module.training and module.track_running_stats and module.num_batches_tracked is not None:
         module.num_batches_tracked.add_(1)

@@ -85,9 +85,23 @@ def unpack_graph_inputs(x, edge_index, edge_weight: Optional[Tensor], owner: str
     elif not isinstance(edge_index, Tensor):
         raise TypeError(f"{owner}: edge_index must be a [2, E] int64 tensor or a torch sparse adjacency, got "
                         f"{_describe(edge_index)}")
-    if edge_weight is not None and (edge_weight.dim() != 1 or edge_weight.numel() != edge_index.size(-1)):
-        raise ValueError(f"{owner}: edge_weight must have shape [E] = [{edge_index.size(-1)}], got "
-                         f"{list(edge_weight.shape)}")
+    # shape, dtype and devices are checked here, before self-loops or degrees touch the edges
+    if edge_index.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"{owner}: edge_index must be int64 (or int32), got {edge_index.dtype}")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"{owner}: edge_index must have shape [2, E] (row 0 source, row 1 target), got "
+                         f"{list(edge_index.shape)}")
+    if edge_weight is not None:
+        if not isinstance(edge_weight, Tensor):
+            raise TypeError(f"{owner}: edge_weight must be a tensor [E], got {_describe(edge_weight)}")
+        if edge_weight.dim() != 1 or edge_weight.numel() != edge_index.size(1):
+            raise ValueError(f"{owner}: edge_weight must have shape [E] = [{edge_index.size(1)}], got "
+                             f"{list(edge_weight.shape)}")
+    named = [("x", f) for f in (x if isinstance(x, (tuple, list)) else (x,))] + [("edge_weight", edge_weight)]
+    for name, tensor in named:
+        if isinstance(tensor, Tensor) and tensor.device != edge_index.device:
+            raise ValueError(f"{owner}: {name} is on {tensor.device} but edge_index on {edge_index.device}; "
+                             f"put them on one device (e.g. edge_index.to({str(tensor.device)!r}))")
     return x, edge_index, edge_weight
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Sequence, Tuple, Union
 
+from torch import Tensor
+
 IntOrPair = Union[int, Sequence[int]]
 
 
@@ -57,6 +59,8 @@ def same_padding(owner: str, padding, kernel_size: Tuple[int, int],
 
 def check_input(owner: str, x, channels: int, name: str = "input") -> None:
     """Raise unless ``x`` is a ``[B, channels, H, W]`` floating-point tensor."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{owner}: {name} must be a tensor [B, {channels}, H, W], got {type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(f"{owner}: {name} must be a floating-point tensor, got dtype {x.dtype}")
     if x.dim() != 4 or x.size(1) != channels:

@@ -123,6 +123,10 @@ class OctaveConv2d(CountingMixin, nn.Module):
                 raise TypeError(f"{owner}: with alpha_in={self.alpha_in} the input is a pair (x_high, x_low), "
                                 f"got {type(x).__name__}")
             x_h, x_l = x
+        for name, part in (("x_high", x_h), ("x_low", x_l)):
+            if part is not None and not (isinstance(part, Tensor) and part.is_floating_point()):
+                got = part.dtype if isinstance(part, Tensor) else type(part).__name__
+                raise TypeError(f"{owner}: {name} must be a floating-point tensor, got {got}")
         if x_h.dim() != 4 or x_h.size(1) != self.in_high or x_h.size(2) % 2 or x_h.size(3) % 2:
             raise ValueError(f"{owner}: x_high must have shape [B, {self.in_high}, H, W] with H and W even, "
                              f"got {list(x_h.shape)}")

@@ -78,6 +78,10 @@ class SCConv2d(CountingMixin, nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(type(self).__name__, x, self.in_channels)
+        if min(x.shape[-2:]) < self.pooling_r:
+            raise ValueError(f"SCConv2d: input is {x.size(-2)} x {x.size(-1)} but pooling_r={self.pooling_r}; the "
+                             f"calibration branch average-pools by pooling_r, so H and W must be >= {self.pooling_r} "
+                             f"(or build the layer with a smaller pooling_r)")
         x1, x2 = x.chunk(2, dim=1)
         calibration = F.interpolate(self.k2(F.avg_pool2d(x1, self.pooling_r)), size=x1.shape[-2:])
         y1 = self.k4(self.k3(x1) * torch.sigmoid(x1 + calibration))
