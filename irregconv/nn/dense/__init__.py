@@ -1,6 +1,11 @@
 """Dense-grid convolution variants, one file each (the full grid is a rulebook too)."""
 # --- part 1: classic variants (issue 4) ---
-__all__ = []
+from .conv2d import Conv2d
+from .conv3d import Conv3d
+from .conv_transpose2d import ConvTranspose2d
+from .conv_transpose3d import ConvTranspose3d
+
+__all__ = ["Conv2d", "Conv3d", "ConvTranspose2d", "ConvTranspose3d"]
 # --- part 2: modern variants (issue 5) ---
 from .ac_block import ACBlock2d
 from .cond_conv import CondConv2d

@@ -32,3 +32,19 @@ def batch_norm():
 @pytest.fixture
 def randomise_batch_norms():
     return _randomise
+
+
+def _assert_same_forward_backward(module_a, module_b, x, rtol=1e-7, atol=1e-9):
+    """``module_a(x) == module_b(x)`` and equal gradients for the input and both modules' parameters."""
+    out_a, out_b = module_a(x), module_b(x)
+    torch.testing.assert_close(out_a, out_b, rtol=rtol, atol=atol)
+    grad_out = torch.randn_like(out_a)
+    inputs_a, inputs_b = [x, *module_a.parameters()], [x, *module_b.parameters()]
+    for got, want in zip(torch.autograd.grad(out_a, inputs_a, grad_out),
+                         torch.autograd.grad(out_b, inputs_b, grad_out)):
+        torch.testing.assert_close(got, want, rtol=rtol, atol=atol)
+
+
+@pytest.fixture
+def assert_same_forward_backward():
+    return _assert_same_forward_backward
