@@ -150,7 +150,7 @@ class SparseTensor:
         if batch_size is None:
             batch_size = int(coords[:, 0].max()) + 1 if coords.numel() else 1
         batch_size = _as_count(batch_size, "batch_size", owner)
-        keys = pack_keys(coords, spatial_shape, batch_size)  # bounds-checked, names the axis
+        keys = pack_keys(coords, spatial_shape, batch_size, owner=owner)  # bounds-checked, names the axis
         unique_keys, inverse = torch.unique(keys, sorted=True, return_inverse=True)
         if unique_keys.numel() != keys.numel():
             if merge is None:

@@ -234,8 +234,8 @@ class SparseConvTensor:
                  permanent_thrust_allocator: bool = False, enable_timer: bool = False, force_algo=None):
         self.features = features
         self.indices = indices
-        try:
-            self.spatial_shape = [int(s) for s in spatial_shape]
+        try:  # operator.index: ints and numpy ints pass, 8.5 or "8" are refused rather than truncated or parsed
+            self.spatial_shape = [operator.index(s) for s in spatial_shape]
         except TypeError:
             raise TypeError(f"SparseConvTensor: spatial_shape must be a sequence of {indices.size(1) - 1} ints, "
                             f"got {spatial_shape!r}") from None

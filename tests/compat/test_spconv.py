@@ -484,7 +484,7 @@ def test_rows_and_bounds_are_checked_when_a_layer_runs():
     conv = spconv.SubMConv3d(4, 4, 3)
     with pytest.raises(ValueError, match="features has 239 rows but indices has 240"):
         conv(spconv.SparseConvTensor(feats[1:], coords, shape, batch))
-    with pytest.raises(ValueError, match=r"SparseConvTensor.indices: pack_keys: coords has spatial axis 2 \(column 3\)"):
+    with pytest.raises(ValueError, match=r"SparseConvTensor.indices: SparseTensor: coords has spatial axis 2 \(column 3\)"):
         conv(spconv.SparseConvTensor(feats, coords, [9, 10, 5], batch))
     negative = coords.clone()
     negative[5, 2] = -1  # spconv accepts this silently (NOTES.md)
@@ -687,7 +687,7 @@ def test_concatenated_levels_pattern():
     conv = spconv.SubMConv3d(4, 2, 3)
     expected = conv(spconv.SparseConvTensor(merged.features, merged.indices.clone(), shape, batch))
     torch.testing.assert_close(conv(merged).features, expected.features, rtol=0, atol=0)
-    with pytest.raises(ValueError, match=r"SparseConvTensor.indices: pack_keys: coords has spatial axis \d \(column "
+    with pytest.raises(ValueError, match=r"SparseConvTensor.indices: SparseTensor: coords has spatial axis \d \(column "
                                          r"\d\) = \d+, but spatial_shape"):
         conv(coarse)  # its indices now lie outside its own (coarse) spatial_shape
 

@@ -100,7 +100,8 @@ class ExpertSubMConv3d(SparseModule):
         experts = gather_scatter(input.feats, weight if g > 1 else weight.squeeze(1), rulebook)
         batch = input.coords[:, 0].long()
         per_site = coeff.index_select(0, batch)                                              # [N, E]
-        feats = torch.einsum("ne,ngeo->ngo", per_site, experts.reshape(n, g, e, out_per_group)).reshape(n, -1)
+        feats = torch.einsum("ne,ngeo->ngo", per_site, experts.reshape(n, g, e, out_per_group))
+        feats = feats.reshape(n, self.out_channels)  # not (n, -1): ambiguous without sites
         if self.bias is not None:
             feats = feats + (coeff @ self.bias).index_select(0, batch)
         return input.replace(feats)
@@ -110,6 +111,9 @@ class ExpertSubMConv3d(SparseModule):
         if input.dtype != self.weight.dtype:
             raise TypeError(f"{type(self).__name__}: input features are {input.dtype} but the weight is "
                             f"{self.weight.dtype}; cast one of them (e.g. module.to({input.dtype}))")
+        if input.device != self.weight.device:
+            raise ValueError(f"{type(self).__name__}: input features are on {input.device} but the weight on "
+                             f"{self.weight.device}; move one of them (e.g. module.to({str(input.device)!r}))")
         return self.mixed_conv(input, self.coefficients(input))
 
     def extra_repr(self) -> str:
