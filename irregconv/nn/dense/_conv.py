@@ -186,3 +186,12 @@ class DenseConvNd(CountingMixin, nn.Module):
         if self.backend != "native":
             s += f", backend={self.backend!r}"
         return s
+
+
+def chain_macs(convs: Sequence[DenseConvNd], input_size: Sequence[int]) -> int:
+    """MACs of convs applied one after the other to an input of ``input_size`` ``(C_in, *S)``."""
+    total, channels, spatial = 0, input_size[0], tuple(input_size[1:])
+    for conv in convs:
+        total += conv.macs((channels, *spatial))
+        channels, spatial = conv.out_channels, conv.output_shape(spatial)
+    return total
