@@ -438,7 +438,7 @@ def test_in_place_change_of_indices_rebuilds_the_sites():
         [1, 2, 2, 2], dtype=torch.int32), [18, 20, 22], batch)).features, rtol=0, atol=0)
     assert not torch.equal(before.features, after.features)
     x.indices[1] = x.indices[0]
-    with pytest.raises(ValueError, match="SparseConvTensor.indices: SparseTensor: coords has duplicate site"):
+    with pytest.raises(ValueError, match="SparseConvTensor.indices: .*coords has duplicate site"):
         conv(x)
 
 
@@ -468,6 +468,8 @@ def test_tensor_arithmetic_and_add_input():
     ((torch.zeros(3, 2), torch.zeros(3, 4), [4, 4, 4], 1), TypeError, "indices must be int32 or int64, got torch.float32"),
     ((torch.zeros(3, 2), torch.zeros(3, 4, dtype=torch.int32), [4, 4], 1), ValueError,
      r"spatial_shape \[4, 4\] has 2 axes but indices has 3 spatial columns"),
+    ((torch.zeros(3, 2), torch.zeros(3, 4, dtype=torch.int32), [4, 4.5, 4], 1), TypeError,
+     r"spatial_shape must be a sequence of 3 ints, got \[4, 4.5, 4\]"),
     ((torch.zeros(3, 2), torch.zeros(3, 4, dtype=torch.int32), [4, 4, 4], 0), ValueError,
      "batch_size must be a positive int, got 0"),
     ((torch.zeros(3), torch.zeros(3, 4, dtype=torch.int32), [4, 4, 4], 1), ValueError,
@@ -484,11 +486,11 @@ def test_rows_and_bounds_are_checked_when_a_layer_runs():
     conv = spconv.SubMConv3d(4, 4, 3)
     with pytest.raises(ValueError, match="features has 239 rows but indices has 240"):
         conv(spconv.SparseConvTensor(feats[1:], coords, shape, batch))
-    with pytest.raises(ValueError, match=r"SparseConvTensor.indices: SparseTensor: coords has spatial axis 2 \(column 3\)"):
+    with pytest.raises(ValueError, match=r"SparseConvTensor.indices: .*coords has spatial axis 2 \(column 3\)"):
         conv(spconv.SparseConvTensor(feats, coords, [9, 10, 5], batch))
     negative = coords.clone()
     negative[5, 2] = -1  # spconv accepts this silently (NOTES.md)
-    with pytest.raises(ValueError, match="SparseConvTensor.indices: SparseTensor: coords column 2 has negative value -1"):
+    with pytest.raises(ValueError, match="SparseConvTensor.indices: .*coords column 2 has negative value -1"):
         conv(spconv.SparseConvTensor(feats, negative, shape, batch))
 
 
@@ -687,7 +689,7 @@ def test_concatenated_levels_pattern():
     conv = spconv.SubMConv3d(4, 2, 3)
     expected = conv(spconv.SparseConvTensor(merged.features, merged.indices.clone(), shape, batch))
     torch.testing.assert_close(conv(merged).features, expected.features, rtol=0, atol=0)
-    with pytest.raises(ValueError, match=r"SparseConvTensor.indices: SparseTensor: coords has spatial axis \d \(column "
+    with pytest.raises(ValueError, match=r"SparseConvTensor.indices: .*coords has spatial axis \d \(column "
                                          r"\d\) = \d+, but spatial_shape"):
         conv(coarse)  # its indices now lie outside its own (coarse) spatial_shape
 
