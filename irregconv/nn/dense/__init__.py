@@ -4,11 +4,12 @@ from .conv2d import Conv2d
 from .conv3d import Conv3d
 from .conv_transpose2d import ConvTranspose2d
 from .conv_transpose3d import ConvTranspose3d
+from .deform_conv import DeformConv2d
 from .depthwise_separable_conv import DepthwiseSeparableConv2d
 from .flattened_conv import FlattenedConv2d
 from .spatially_separable_conv import SpatiallySeparableConv2d
 
-__all__ = ["Conv2d", "Conv3d", "ConvTranspose2d", "ConvTranspose3d", "DepthwiseSeparableConv2d", "FlattenedConv2d",
+__all__ = ["Conv2d", "Conv3d", "ConvTranspose2d", "ConvTranspose3d", "DeformConv2d", "DepthwiseSeparableConv2d", "FlattenedConv2d",
            "SpatiallySeparableConv2d"]
 # --- part 2: modern variants (issue 5) ---
 from .ac_block import ACBlock2d
