@@ -211,6 +211,10 @@ def _check(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook, pair_sca
     if feats.device != rulebook.device:
         raise ValueError(f"gather_scatter: feats is on {feats.device} but the rulebook on {rulebook.device}; "
                          f"move both to one device")
+    if not rulebook.injective and feats.device.type == "cpu" and feats.dtype in (torch.float16, torch.bfloat16):
+        raise TypeError(f"gather_scatter: {feats.dtype} features with a graph rulebook (many pairs per output row) "
+                        f"need torch's sparse CSR product, which has no {feats.dtype} kernel on the CPU; cast the "
+                        f"features and the layer to float32 (x.float(), module.float()) or run on CUDA")
     c_in = feats.size(1)
     if weight is None:
         c_out = c_in

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Optional, Tuple, Union
 
 from torch import Tensor
+from torch.nn import Module
 
 from ...functional.graph import IdentityCache, unpack_graph_inputs
 from ...rulebook import Rulebook, build_graph_rulebook
@@ -19,6 +20,27 @@ def layer_repr(module, positional, **options) -> str:
     parts = [str(p) for p in positional]
     parts += [f"{name}={value!r}" for name, (value, default) in options.items() if value != default]
     return f"{type(module).__name__}({', '.join(parts)})"
+
+
+def check_channels(owner: str, in_channels: Channels, out_channels: int, bipartite: bool = True) -> None:
+    """Raise unless ``in_channels`` is a positive int (or, for a ``bipartite`` layer, a pair of them) and
+    ``out_channels`` a positive int (bools and floats are refused, not truncated)."""
+    def positive(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    pair = bipartite and isinstance(in_channels, (tuple, list)) and len(in_channels) == 2
+    if not (positive(in_channels) or (pair and all(positive(c) for c in in_channels))):
+        raise ValueError(f"{owner}: in_channels must be a positive int"
+                         + (" or a pair of them (source, target)" if bipartite else "") + f", got {in_channels!r}")
+    if not positive(out_channels):
+        raise ValueError(f"{owner}: out_channels must be a positive int, got {out_channels!r}")
+
+
+def check_message_nn(owner: str, module) -> None:
+    """Raise unless ``module`` (the layer's message / update network) is a ``torch.nn.Module``."""
+    if not isinstance(module, Module):
+        raise TypeError(f"{owner}: nn must be a torch.nn.Module (e.g. torch.nn.Linear or Sequential), got "
+                        f"{type(module).__name__}")
 
 
 def pair_channels(in_channels: Channels) -> Tuple[int, int]:

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ...engine import aggregate
 from ...functional.graph import IdentityCache
-from ._common import graph_pair_inputs
+from ._common import check_message_nn, graph_pair_inputs
 
 AGGREGATIONS = ("max", "mean", "add", "sum", "min")
 
@@ -45,6 +45,7 @@ class EdgeConv(nn.Module):
         super().__init__()
         if aggr not in AGGREGATIONS:
             raise ValueError(f"EdgeConv: aggr must be one of {AGGREGATIONS}, got {aggr!r}")
+        check_message_nn("EdgeConv", nn)
         self.nn = nn
         self.aggr = aggr
         self._graph_cache = IdentityCache()

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ...functional.graph import IdentityCache, build_gcn_rulebook, propagate, unpack_graph_inputs
-from ._common import check_features, layer_repr
+from ._common import check_channels, check_features, layer_repr
 
 FLOWS = ("source_to_target", "target_to_source")
 
@@ -68,6 +68,7 @@ class GCNConv(nn.Module):
                  add_self_loops: Optional[bool] = None, normalize: bool = True, bias: bool = True,
                  flow: str = "source_to_target"):
         super().__init__()
+        check_channels("GCNConv", in_channels, out_channels, bipartite=False)
         if add_self_loops is None:
             add_self_loops = normalize
         if add_self_loops and not normalize:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ...functional.graph import IdentityCache, is_sparse, propagate
-from ._common import graph_pair_inputs
+from ._common import check_message_nn, graph_pair_inputs
 
 
 class GINConv(nn.Module):
@@ -40,6 +40,7 @@ class GINConv(nn.Module):
 
     def __init__(self, nn: nn.Module, eps: float = 0.0, train_eps: bool = False):
         super().__init__()
+        check_message_nn("GINConv", nn)
         self.nn = nn
         self.initial_eps = eps
         self._graph_cache = IdentityCache()

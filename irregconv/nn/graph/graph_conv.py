@@ -12,7 +12,7 @@ from typing import Optional
 from torch import Tensor, nn
 
 from ...functional.graph import IdentityCache, linear, propagate
-from ._common import Channels, graph_pair_inputs, layer_repr, pair_channels
+from ._common import Channels, check_channels, graph_pair_inputs, layer_repr, pair_channels
 
 AGGREGATIONS = ("add", "sum", "mean", "max")
 
@@ -49,6 +49,7 @@ class GraphConv(nn.Module):
         super().__init__()
         if aggr not in AGGREGATIONS:
             raise ValueError(f"GraphConv: aggr must be one of {AGGREGATIONS}, got {aggr!r}")
+        check_channels("GraphConv", in_channels, out_channels)
         c_src, c_dst = pair_channels(in_channels)
         self.in_channels = in_channels
         self.out_channels = out_channels

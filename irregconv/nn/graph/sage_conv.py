@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...functional.graph import IdentityCache, linear, propagate
-from ._common import Channels, graph_pair_inputs, layer_repr, pair_channels
+from ._common import Channels, check_channels, graph_pair_inputs, layer_repr, pair_channels
 
 AGGREGATIONS = ("mean", "add", "sum", "max")
 
@@ -54,6 +54,7 @@ class SAGEConv(nn.Module):
         super().__init__()
         if aggr not in AGGREGATIONS:
             raise ValueError(f"SAGEConv: aggr must be one of {AGGREGATIONS}, got {aggr!r}")
+        check_channels("SAGEConv", in_channels, out_channels)
         c_src, c_dst = pair_channels(in_channels)
         self.in_channels = in_channels
         self.out_channels = out_channels
