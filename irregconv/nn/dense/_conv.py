@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...functional.dense_conv import dense_conv, dense_conv_rulebook
+from ...rulebook import conv_output_shape, transposed_output_shape
 from ._args import check_divisible, check_int
 from ._counting import CountingMixin
 
@@ -100,6 +101,12 @@ class DenseConvNd(CountingMixin, nn.Module):
                             f"got {getattr(x, 'dtype', type(x).__name__)}")
         if x.dim() != 2 + self.dims or x.size(1) != self.in_channels:
             raise ValueError(f"{owner}: input must have shape [B, {self.in_channels}, {dims}], got {list(x.shape)}")
+        # an input smaller than the (dilated) kernel: name the axis here rather than fail inside torch
+        if self.transposed:
+            transposed_output_shape(x.shape[2:], self.kernel_size, self.stride, self.padding, self.dilation,
+                                    self.output_padding, owner)
+        else:
+            conv_output_shape(x.shape[2:], self.kernel_size, self.stride, self.padding, self.dilation, owner)
 
     def _pad(self, x: Tensor) -> Tuple[Tensor, Sequence[int]]:
         """Non-zero padding modes pad the tensor (as torch does); returns it with the conv's padding."""

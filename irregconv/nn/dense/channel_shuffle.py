@@ -34,6 +34,8 @@ class ChannelShuffle(nn.Module):
         self.groups = check_int("ChannelShuffle", "groups", groups)
 
     def forward(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"ChannelShuffle: input must be a tensor [B, C, *S], got {type(x).__name__}")
         if x.dim() < 2:
             raise ValueError(f"ChannelShuffle: input must have shape [B, C, *S], got {list(x.shape)}")
         check_divisible("ChannelShuffle", "input channels", x.size(1), self.groups, "groups")

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ...functional.deform_conv import deform_conv2d
+from ...rulebook import conv_output_shape
 from ._args import IntOrPair, check_divisible, check_input, check_int, conv_extra_repr, same_padding, to_pair
 from ._counting import CountingMixin
 from ._dynamic import conv_output_size
@@ -106,6 +107,8 @@ class DeformConv2d(CountingMixin, nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(type(self).__name__, x, self.in_channels)
+        # an input smaller than the (dilated) kernel: name the axis here rather than fail inside torch
+        conv_output_shape(x.shape[2:], self.kernel_size, self.stride, self.padding, self.dilation, type(self).__name__)
         offset, mask = self.offsets_and_mask(x)
         return deform_conv2d(x, offset, self.weight, self.bias, self.stride, self.padding, self.dilation,
                              self.groups, mask)
