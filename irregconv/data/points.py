@@ -7,6 +7,7 @@ memory for a truncated ASCII PCD or a truncated PLY (with only a warning on stde
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
@@ -55,9 +56,12 @@ def read_points(path: Union[str, Path], num_features: Optional[int] = None) -> n
         >>> points.shape, points.dtype  # doctest: +SKIP
         ((115384, 4), dtype('float32'))
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"read_points: path must be a str or os.PathLike (e.g. pathlib.Path), got "
+                        f"{type(path).__name__}")
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"read_points: no such file: {path}")
+        raise FileNotFoundError(f"read_points: no such file: {path}" + (" (it is a directory)" if path.is_dir() else ""))
     suffix = _suffix(path)
     if num_features is not None and suffix not in RECORD_WIDTH:
         raise ValueError(f"read_points: num_features applies to raw .bin / .pcd.bin files only, got "

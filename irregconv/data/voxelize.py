@@ -78,6 +78,8 @@ def grid_geometry(voxel_size: Sequence[float], point_range: Sequence[float]):
     and the int ``(X, Y, Z)`` extents, ``round((max - min) / size)`` in float32 as spconv's
     ``PointToVoxel``."""
     try:
+        if isinstance(voxel_size, (str, bytes)) or isinstance(point_range, (str, bytes)):
+            raise TypeError  # each character of "012345" would parse as a number
         vs = [float(v) for v in voxel_size]
         pr = [float(v) for v in point_range]
     except (TypeError, ValueError):
