@@ -39,7 +39,8 @@ def dense_conv_rulebook(spatial_shape: Sequence[int], batch_size: int, kernel_si
     op = output_padding or (0,) * len(spatial_shape)
     out_shape = [(n - 1) * s - 2 * p + d * (k - 1) + o + 1
                  for n, k, s, p, d, o in zip(spatial_shape, kernel_size, stride, padding, dilation, op)]
-    return build_dense_rulebook(out_shape, batch_size, kernel_size, stride, padding, dilation, device=device).transpose()
+    forward = build_dense_rulebook(out_shape, batch_size, kernel_size, stride, padding, dilation, device=device)
+    return forward.transpose()
 
 
 def engine_weight(weight: Tensor, groups: int, transposed: bool = False) -> Tensor:

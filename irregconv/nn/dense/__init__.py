@@ -1,19 +1,23 @@
 """Dense-grid convolution variants, one file each (the full grid is a rulebook too)."""
 # --- part 1: classic variants (issue 4) ---
+from .cd_conv import CDConv2d
 from .channel_shuffle import ChannelShuffle
 from .conv2d import Conv2d
 from .conv3d import Conv3d
 from .conv_transpose2d import ConvTranspose2d
 from .conv_transpose3d import ConvTranspose3d
 from .coord_conv import CoordConv2d
+from .cross_cd_conv import CrossCDConv2d
 from .deform_conv import DeformConv2d
 from .depthwise_separable_conv import DepthwiseSeparableConv2d
 from .flattened_conv import FlattenedConv2d
+from .pixel_difference_conv import PixelDifferenceConv2d
 from .shuffle_net_unit import ShuffleNetUnit
 from .spatially_separable_conv import SpatiallySeparableConv2d
 
-__all__ = ["ChannelShuffle", "Conv2d", "Conv3d", "ConvTranspose2d", "ConvTranspose3d", "CoordConv2d", "DeformConv2d",
-           "DepthwiseSeparableConv2d", "FlattenedConv2d", "ShuffleNetUnit", "SpatiallySeparableConv2d"]
+__all__ = ["CDConv2d", "ChannelShuffle", "Conv2d", "Conv3d", "ConvTranspose2d", "ConvTranspose3d", "CoordConv2d",
+           "CrossCDConv2d", "DeformConv2d", "DepthwiseSeparableConv2d", "FlattenedConv2d", "PixelDifferenceConv2d",
+           "ShuffleNetUnit", "SpatiallySeparableConv2d"]
 # --- part 2: modern variants (issue 5) ---
 from .ac_block import ACBlock2d
 from .cond_conv import CondConv2d

@@ -42,7 +42,8 @@ class FlattenedConv2d(CountingMixin, nn.Module):
         vertical (Conv2d): weight ``[C_out, 1, k, 1]``.
         horizontal (Conv2d): weight ``[C_out, 1, 1, k]``.
 
-    Parameters ``C_in C_out + 2 k C_out`` (without bias); MACs ``H W C_in C_out + H_out W k C_out + H_out W_out k C_out``.
+    Parameters ``C_in C_out + 2 k C_out`` (without bias); MACs
+    ``H W C_in C_out + H_out W k C_out + H_out W_out k C_out``.
 
     Example:
         >>> FlattenedConv2d(8, 16)(torch.randn(2, 8, 5, 5)).shape

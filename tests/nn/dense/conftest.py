@@ -48,3 +48,24 @@ def _assert_same_forward_backward(module_a, module_b, x, rtol=1e-7, atol=1e-9):
 @pytest.fixture
 def assert_same_forward_backward():
     return _assert_same_forward_backward
+
+
+def _explicit_difference(x, weight, a_taps, b_taps, theta, kernel_size, stride, padding, dilation, groups):
+    """``sum_t W_t (x(p + a_t) - theta x(p + b_t))`` by gathering the ``k x k`` patches with ``F.unfold``
+    (zero padding); ``b_taps=None`` drops the second term. ``weight`` is ``[C_out, C_in / G, T]``."""
+    batch, channels, height, width = x.shape
+    h_out = (height + 2 * padding[0] - dilation[0] * (kernel_size - 1) - 1) // stride[0] + 1
+    w_out = (width + 2 * padding[1] - dilation[1] * (kernel_size - 1) - 1) // stride[1] + 1
+    patches = F.unfold(x, kernel_size, dilation, padding, stride).reshape(batch, channels, kernel_size ** 2, -1)
+    diff = patches[:, :, list(a_taps)]
+    if b_taps is not None:
+        diff = diff - theta * patches[:, :, list(b_taps)]
+    c_out, taps = weight.size(0), len(a_taps)
+    diff = diff.reshape(batch, groups, channels // groups, taps, -1)
+    out = torch.einsum("bgctl,goct->bgol", diff, weight.reshape(groups, c_out // groups, channels // groups, taps))
+    return out.reshape(batch, c_out, h_out, w_out)
+
+
+@pytest.fixture
+def explicit_difference():
+    return _explicit_difference

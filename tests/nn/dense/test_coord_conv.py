@@ -68,7 +68,8 @@ def test_gradcheck():
 def test_shape_repr_and_counts():
     k, c_in, c_out, h, w = 3, 8, 16, 9, 7
     assert CoordConv2d(c_in, c_out)(torch.randn(2, c_in, h, w)).shape == (2, c_out, h, w)
-    assert repr(CoordConv2d(c_in, c_out, with_r=True)).startswith("CoordConv2d(\n  8, 16, with_r=True\n  (conv): Conv2d(11, 16")
+    assert repr(CoordConv2d(c_in, c_out, with_r=True)).startswith(
+        "CoordConv2d(\n  8, 16, with_r=True\n  (conv): Conv2d(11, 16")
     assert CoordConv2d(c_in, c_out).num_parameters() == k * k * (c_in + 2) * c_out + c_out
     assert CoordConv2d(c_in, c_out, with_r=True).macs((2, c_in, h, w)) == 2 * h * w * k * k * (c_in + 3) * c_out
 

@@ -55,7 +55,8 @@ def test_shape_repr_and_counts():
     layer = DepthwiseSeparableConv2d(c_in, c_out)
     assert layer(torch.randn(2, c_in, h, w)).shape == (2, c_out, h, w)
     assert DepthwiseSeparableConv2d(c_in, c_out, stride=2)(torch.randn(2, c_in, h, w)).shape == (2, c_out, 5, 4)
-    assert repr(layer).startswith("DepthwiseSeparableConv2d(\n  16, 32, kernel_size=(3, 3)\n  (depthwise): Conv2d(16, 16")
+    assert repr(layer).startswith(
+        "DepthwiseSeparableConv2d(\n  16, 32, kernel_size=(3, 3)\n  (depthwise): Conv2d(16, 16")
     assert layer.num_parameters() == (k * k + c_out) * c_in
     assert layer.macs((c_in, h, w)) == h * w * (k * k + c_out) * c_in
     assert layer.macs((2, c_in, h, w)) == 2 * h * w * (k * k + c_out) * c_in

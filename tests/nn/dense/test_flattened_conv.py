@@ -31,7 +31,8 @@ def test_equals_composed_single_kernel(stride):
     torch.manual_seed(1)
     layer = FlattenedConv2d(3, 5, stride=stride).double()
     x = torch.randn(2, 3, 7, 8, dtype=torch.float64)
-    lateral, v, h = layer.lateral.weight[:, :, 0, 0], layer.vertical.weight[:, 0, :, 0], layer.horizontal.weight[:, 0, 0]
+    lateral, v = layer.lateral.weight[:, :, 0, 0], layer.vertical.weight[:, 0, :, 0]
+    h = layer.horizontal.weight[:, 0, 0]
     kernel = torch.einsum("oc,oi,oj->ocij", lateral, v, h)
     torch.testing.assert_close(layer(x), F.conv2d(x, kernel, None, stride, 1), rtol=1e-7, atol=1e-9)
 

@@ -1,0 +1,89 @@
+"""Shared base of the difference convolutions (CDConv2d, CrossCDConv2d, PixelDifferenceConv2d).
+
+Each one is a sum of weighted pixel differences; since a difference of two gathered pixels is linear,
+the layer equals an ordinary convolution whose kernel is re-arranged from the learned weights
+("reparameterised"). The forward pass runs that single kernel; the tests check it against the
+explicit difference formula.
+"""
+from __future__ import annotations
+
+import math
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._args import check_divisible, check_input, check_int, conv_extra_repr, to_pair
+from ._counting import CountingMixin
+from ._dynamic import conv_output_size
+
+
+class DifferenceConv2d(CountingMixin, nn.Module):
+    """A conv whose ``k x k`` kernel (``reparameterised_weight()``) is built from ``weight``.
+
+    Subclasses create ``self.weight`` in ``__init__`` (after this one) and implement
+    ``reparameterised_weight() -> [C_out, C_in / G, k, k]``; ``self.kernel_size`` is the size of that kernel.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride, dilation, groups: int,
+                 bias: bool, weight_taps: int):
+        super().__init__()
+        owner = type(self).__name__
+        self.in_channels = check_int(owner, "in_channels", in_channels)
+        self.out_channels = check_int(owner, "out_channels", out_channels)
+        self.groups = check_int(owner, "groups", groups)
+        check_divisible(owner, "in_channels", in_channels, groups, "groups")
+        check_divisible(owner, "out_channels", out_channels, groups, "groups")
+        self.kernel_size = (kernel_size, kernel_size)
+        self.stride = to_pair(owner, "stride", stride)
+        self.dilation = to_pair(owner, "dilation", dilation)
+        self.padding = tuple(d * (kernel_size // 2) for d in self.dilation)
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, weight_taps))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Kaiming-uniform (a = sqrt 5) over the learned taps, as ``nn.Conv2d``; uniform bias."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.weight[0].numel())
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def reparameterised_weight(self) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(type(self).__name__, x, self.in_channels)
+        return F.conv2d(x, self.reparameterised_weight(), self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
+
+    def _sample_macs(self, height: int, width: int) -> int:
+        """The single reparameterised kernel: ``k^2 C_in C_out / G`` per output site."""
+        h_out, w_out = conv_output_size((height, width), self.kernel_size, self.stride, self.padding, self.dilation)
+        return h_out * w_out * self.out_channels * self.in_channels // self.groups * math.prod(self.kernel_size)
+
+    def extra_repr(self) -> str:
+        return conv_extra_repr(self)
+
+
+def odd_kernel(owner: str, kernel_size) -> int:
+    """An odd int kernel size (the difference convs need a centre tap)."""
+    k = check_int(owner, "kernel_size", kernel_size)
+    if k % 2 == 0:
+        raise ValueError(f"{owner}: kernel_size must be odd (the differences are taken to the centre pixel), got {k}")
+    return k
+
+
+def scatter_taps(weight: Tensor, taps: Tensor, kernel_size: int) -> Tensor:
+    """``[C_out, C_in/G, T]`` weights placed at the flat ``taps [T]`` of a zero ``k x k`` kernel."""
+    kernel = weight.new_zeros(*weight.shape[:2], kernel_size * kernel_size)
+    return kernel.index_copy(2, taps.to(weight.device), weight).reshape(*weight.shape[:2], kernel_size, kernel_size)
+
+
+def centre_corrected(kernel: Tensor, theta: float) -> Tensor:
+    """``kernel`` with ``theta * sum(kernel)`` subtracted at the centre tap: ``sum_k w_k (x_k - theta x_c)``."""
+    k = kernel.size(-1)
+    total = kernel.sum(dim=(2, 3))
+    centre = torch.zeros(k, k, dtype=kernel.dtype, device=kernel.device)
+    centre[k // 2, k // 2] = 1
+    return kernel - theta * total[:, :, None, None] * centre
+
