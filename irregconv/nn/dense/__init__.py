@@ -2,6 +2,7 @@
 # --- part 1: classic variants (issue 4) ---
 from .cd_conv import CDConv2d
 from .channel_shuffle import ChannelShuffle
+from .circle_conv import CircleConv2d
 from .conv2d import Conv2d
 from .conv3d import Conv3d
 from .conv_transpose2d import ConvTranspose2d
@@ -11,13 +12,14 @@ from .cross_cd_conv import CrossCDConv2d
 from .deform_conv import DeformConv2d
 from .depthwise_separable_conv import DepthwiseSeparableConv2d
 from .flattened_conv import FlattenedConv2d
+from .inception_block import InceptionBlock
 from .pixel_difference_conv import PixelDifferenceConv2d
 from .shuffle_net_unit import ShuffleNetUnit
 from .spatially_separable_conv import SpatiallySeparableConv2d
 
-__all__ = ["CDConv2d", "ChannelShuffle", "Conv2d", "Conv3d", "ConvTranspose2d", "ConvTranspose3d", "CoordConv2d",
-           "CrossCDConv2d", "DeformConv2d", "DepthwiseSeparableConv2d", "FlattenedConv2d", "PixelDifferenceConv2d",
-           "ShuffleNetUnit", "SpatiallySeparableConv2d"]
+__all__ = ["CDConv2d", "ChannelShuffle", "CircleConv2d", "Conv2d", "Conv3d", "ConvTranspose2d", "ConvTranspose3d",
+           "CoordConv2d", "CrossCDConv2d", "DeformConv2d", "DepthwiseSeparableConv2d", "FlattenedConv2d", "InceptionBlock",
+           "PixelDifferenceConv2d", "ShuffleNetUnit", "SpatiallySeparableConv2d"]
 # --- part 2: modern variants (issue 5) ---
 from .ac_block import ACBlock2d
 from .cond_conv import CondConv2d

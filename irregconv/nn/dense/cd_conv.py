@@ -13,10 +13,10 @@ from __future__ import annotations
 from torch import Tensor
 
 from ._args import check_float
-from ._difference import DifferenceConv2d, centre_corrected, odd_kernel
+from ._built_kernel import BuiltKernelConv2d, centre_corrected, odd_kernel
 
 
-class CDConv2d(DifferenceConv2d):
+class CDConv2d(BuiltKernelConv2d):
     r"""Central difference convolution.
 
     .. math::

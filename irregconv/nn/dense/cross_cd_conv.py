@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ._args import check_float
-from ._difference import DifferenceConv2d, centre_corrected, odd_kernel, scatter_taps
+from ._built_kernel import BuiltKernelConv2d, centre_corrected, odd_kernel, scatter_taps
 
 CROSSES = ("hv", "dg")
 
@@ -28,7 +28,7 @@ def cross_taps(kernel_size: int, cross: str) -> torch.Tensor:
     return on_cross.flatten().nonzero().flatten()
 
 
-class CrossCDConv2d(DifferenceConv2d):
+class CrossCDConv2d(BuiltKernelConv2d):
     r"""Central difference convolution over a cross of taps ``C`` (``hv`` or ``dg``).
 
     .. math::

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._difference import DifferenceConv2d, centre_corrected, odd_kernel, scatter_taps
+from ._built_kernel import BuiltKernelConv2d, centre_corrected, odd_kernel, scatter_taps
 
 MODES = ("cv", "cd", "ad", "rd")
 # ad: tap j of the 3x3 kernel pairs with tap ANGULAR_PARTNER[j] (its clockwise neighbour on the ring;
@@ -25,7 +25,7 @@ RADIAL_OUTER = (0, 2, 4, 10, 14, 20, 22, 24)
 RADIAL_INNER = (6, 7, 8, 11, 13, 16, 17, 18)
 
 
-class PixelDifferenceConv2d(DifferenceConv2d):
+class PixelDifferenceConv2d(BuiltKernelConv2d):
     r"""Pixel difference convolution in one of PiDiNet's four modes.
 
     .. math::

@@ -1,9 +1,10 @@
-"""Shared base of the difference convolutions (CDConv2d, CrossCDConv2d, PixelDifferenceConv2d).
+"""Shared base of the convs whose ordinary kernel is built from differently shaped learned weights.
 
-Each one is a sum of weighted pixel differences; since a difference of two gathered pixels is linear,
-the layer equals an ordinary convolution whose kernel is re-arranged from the learned weights
-("reparameterised"). The forward pass runs that single kernel; the tests check it against the
-explicit difference formula.
+The difference convolutions (CDConv2d, CrossCDConv2d, PixelDifferenceConv2d) weight sums of pixel
+differences, and CircleConv2d samples the input bilinearly at fixed points of a circle; both are
+linear in the gathered pixels with fixed coefficients, so each layer equals one ordinary convolution
+whose kernel is re-arranged from the learned weights ("reparameterised"). The forward pass runs that
+single kernel; the tests check it against the explicit formula.
 """
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from ._counting import CountingMixin
 from ._dynamic import conv_output_size
 
 
-class DifferenceConv2d(CountingMixin, nn.Module):
+class BuiltKernelConv2d(CountingMixin, nn.Module):
     """A conv whose ``k x k`` kernel (``reparameterised_weight()``) is built from ``weight``.
 
-    Subclasses create ``self.weight`` in ``__init__`` (after this one) and implement
-    ``reparameterised_weight() -> [C_out, C_in / G, k, k]``; ``self.kernel_size`` is the size of that kernel.
+    The base holds ``weight [C_out, C_in / G, T]`` (``T = weight_taps`` learned taps) and the bias;
+    subclasses implement ``reparameterised_weight() -> [C_out, C_in / G, k, k]``, ``k`` being
+    ``self.kernel_size`` (the size of the kernel that runs, "same" padding ``d (k - 1) / 2``).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride, dilation, groups: int,
