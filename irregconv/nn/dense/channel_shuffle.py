@@ -10,6 +10,8 @@ argument is ``groups``; it maps ``[B, C, H, W]`` to ``[B, C, H, W]``, has no par
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 from torch import Tensor, nn
 
 from ._args import check_divisible, check_int
@@ -41,6 +43,22 @@ class ChannelShuffle(nn.Module):
         check_divisible("ChannelShuffle", "input channels", x.size(1), self.groups, "groups")
         batch, channels = x.shape[:2]
         return x.reshape(batch, self.groups, channels // self.groups, *x.shape[2:]).transpose(1, 2).reshape(x.shape)
+
+    def num_parameters(self) -> int:
+        """0: a shuffle has no parameters (the same interface as the other dense variants)."""
+        return 0
+
+    def macs(self, input_size: Sequence[int]) -> int:
+        """0 for an input of ``(C, H, W)`` or ``(B, C, H, W)``: a permutation multiplies nothing.
+
+        Raises:
+            ValueError: if ``C`` is not a multiple of ``groups``.
+        """
+        size = tuple(input_size)
+        if len(size) not in (3, 4):
+            raise ValueError(f"ChannelShuffle.macs: input_size must be (C, H, W) or (B, C, H, W), got {input_size!r}")
+        check_divisible("ChannelShuffle.macs", "input channels", size[-3], self.groups, "groups")
+        return 0
 
     def extra_repr(self) -> str:
         return f"groups={self.groups}"

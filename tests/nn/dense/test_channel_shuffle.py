@@ -31,7 +31,10 @@ def test_shape_repr_and_counts():
     shuffle = ChannelShuffle(3)
     assert shuffle(torch.randn(2, 12, 5, 7)).shape == (2, 12, 5, 7)
     assert repr(shuffle) == "ChannelShuffle(groups=3)"
-    assert sum(p.numel() for p in shuffle.parameters()) == 0
+    assert sum(p.numel() for p in shuffle.parameters()) == shuffle.num_parameters() == 0
+    assert shuffle.macs((2, 12, 5, 7)) == 0
+    with pytest.raises(ValueError, match="ChannelShuffle.macs.*input channels=10"):
+        shuffle.macs((10, 5, 7))
 
 
 def test_bad_arguments():
