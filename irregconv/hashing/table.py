@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._numba import kernels
 from ..typing import WITH_NUMBA
 from .keys import key_radices, pack_keys
 
@@ -28,8 +29,7 @@ def available_backends() -> List[str]:
 
 
 def _kernels():
-    from . import _numba_kernels
-    return _numba_kernels
+    return kernels("irregconv.hashing._numba_kernels")
 
 
 class HashTable:

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..typing import WITH_NUMBA
+from .._numba import kernels
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def rulebook_from_neighbors(neighbors: Tensor, num_in: int, geometry: Geometry,
             or -1. Row-major compaction yields pairs sorted by (offset, out) directly.
     """
     if use_numba(neighbors):
-        from . import _numba_kernels
+        _numba_kernels = kernels("irregconv.rulebook._numba_kernels")
         in_idx, out_idx, counts = (torch.from_numpy(a) for a in
                                    _numba_kernels.compact_neighbors(neighbors.contiguous().numpy()))
     else:

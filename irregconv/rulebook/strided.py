@@ -10,6 +10,7 @@ from torch import Tensor
 from ..hashing import pack_keys, unpack_keys
 from .region import KernelRegion
 from .rulebook import Geometry, Rulebook, rulebook_from_neighbors, use_numba
+from .._numba import kernels
 
 
 def conv_output_shape(spatial_shape: Sequence[int], kernel_size: Sequence[int], stride: Sequence[int],
@@ -40,7 +41,7 @@ def candidate_keys(coords: Tensor, region: KernelRegion, stride: Sequence[int], 
     ``o = x * stride - padding + tap * dilation``; valid when inside ``out_shape``.
     """
     if use_numba(coords):
-        from . import _numba_kernels
+        _numba_kernels = kernels("irregconv.rulebook._numba_kernels")
         as_array = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
         keys = _numba_kernels.candidate_keys(coords.contiguous().numpy(), region.taps.numpy(), as_array(stride),
                                              as_array(padding), as_array(dilation), as_array(out_shape), transposed)
@@ -74,7 +75,7 @@ def rulebook_to_new_sites(coords: Tensor, keys: Tensor, out_shape: Sequence[int]
         (batch, *spatial) so the order never depends on thread scheduling.
     """
     if use_numba(keys):
-        from . import _numba_kernels
+        _numba_kernels = kernels("irregconv.rulebook._numba_kernels")
         unique_keys, neighbors = (torch.from_numpy(a) for a in _numba_kernels.new_sites(keys.contiguous().numpy()))
     else:
         valid = keys >= 0

@@ -9,6 +9,7 @@ from torch import Tensor
 from ..hashing import HashTable, pack_keys
 from .region import KernelRegion
 from .rulebook import Geometry, Rulebook, rulebook_from_neighbors, use_numba
+from .._numba import kernels
 
 
 def build_subm_rulebook(coords: Tensor, spatial_shape: Sequence[int], batch_size: int, region: KernelRegion,
@@ -45,7 +46,7 @@ def build_subm_rulebook(coords: Tensor, spatial_shape: Sequence[int], batch_size
         found = table.lookup_neighbors(coords, disp[half], spatial_shape, batch_size).to(coords.device)
         neighbors[half] = found
         if use_numba(neighbors):
-            from . import _numba_kernels
+            _numba_kernels = kernels("irregconv.rulebook._numba_kernels")
             _numba_kernels.fill_mirrors(neighbors.numpy(), torch.tensor(half).numpy(), mirror[half].numpy())
         else:
             h, o = (found >= 0).nonzero(as_tuple=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..._numba import kernels
 from ...typing import WITH_NUMBA
 
 _NUMBA_DTYPES = (torch.float32, torch.float64)
@@ -35,8 +36,7 @@ def scatter_add_rows(out: Tensor, idx: Tensor, src: Tensor) -> Tensor:
     """In place ``out[idx[p], :] += src[p, :]``; ``idx [P]`` int64 without repeats, ``src [P, C]``."""
     if (WITH_NUMBA and out.device.type == "cpu" and out.dtype in _NUMBA_DTYPES and src.dtype == out.dtype
             and out.is_contiguous() and not out.requires_grad and src.numel() >= 4096):
-        import numba
-        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        kernels("numba")  # matches numba's thread count to torch's (see irregconv/_numba.py)
         _numba_kernel()(out.numpy(), idx.numpy(), src.contiguous().numpy())
         return out
     return out.index_add_(0, idx, src)

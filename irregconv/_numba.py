@@ -1,0 +1,20 @@
+"""Entry to the numba kernels, on torch's thread count.
+
+numba's OpenMP threading layer shares torch's OpenMP runtime: launching it resets the OpenMP thread count
+to all cores, so after irregconv's first rulebook build ``torch.set_num_threads(1)`` had silently become 2.
+Every kernel module is therefore fetched through :func:`kernels`, which launches numba's layer, sets
+numba's thread count to torch's, and gives torch its own count back.
+"""
+import importlib
+
+import torch
+
+
+def kernels(module: str):
+    """Import the kernel module ``module`` after matching numba's thread count to torch's."""
+    import numba
+    threads = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return importlib.import_module(module)
