@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -188,8 +189,8 @@ def load_checkpoint(path, device="cpu") -> CenterPointDetector:
 
     Raises:
         FileNotFoundError: ``path`` or ``path.json`` is missing.
-        ValueError: the config is not a valid DetectorConfig, the state dict is truncated or not a torch
-            file, or its tensors do not fit the config.
+        ValueError: the config is not a valid DetectorConfig, the state dict is truncated, corrupt (a CRC
+            mismatch) or not a torch file, or its tensors do not fit the config.
     """
     path = Path(path)
     config_path = _config_path(path)
@@ -201,6 +202,16 @@ def load_checkpoint(path, device="cpu") -> CenterPointDetector:
         config = DetectorConfig.from_dict(json.loads(config_path.read_text()))
     except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"load_checkpoint: {config_path} is not a valid detector config: {exc}") from None
+    if zipfile.is_zipfile(path):
+        # torch.load does not check the archive's CRCs: a flipped byte in the tensor data would load silently
+        try:
+            with zipfile.ZipFile(path) as archive:
+                damaged = archive.testzip()
+        except zipfile.BadZipFile as exc:   # a damaged record header
+            damaged = str(exc)
+        if damaged is not None:
+            raise ValueError(f"load_checkpoint: {path} is corrupt: record {damaged!r} fails the zip CRC / header check "
+                             f"(the bytes changed after saving); save the checkpoint again or restore a good copy")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises several types for a truncated or corrupt file

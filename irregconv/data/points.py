@@ -109,12 +109,18 @@ def _header_lines(data: bytes, end_marker: bytes, path: Path, kind: str):
 
 
 def _check_ascii(path: Path, body: bytes, count: int, values_per_point: int, kind: str) -> None:
-    """An ASCII body must hold ``count`` records of ``values_per_point`` numbers (a cut line has fewer)."""
-    found = len(body.split())
-    if found < count * values_per_point:
+    """An ASCII body must hold ``count`` records of ``values_per_point`` numbers (a cut line has fewer) and
+    nothing but numbers there (open3d stops parsing a damaged token early and keeps a wrong value)."""
+    tokens = body.split()
+    if len(tokens) < count * values_per_point:
         raise ValueError(f"read_points: {path} is truncated: its {kind} header promises {count} points of "
                          f"{values_per_point} values ({count * values_per_point} numbers), the ASCII data "
-                         f"has {found}")
+                         f"has {len(tokens)}")
+    try:
+        np.array(tokens[:count * values_per_point], dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(f"read_points: {path} is corrupt: its {kind} ASCII data holds a value that is not a "
+                         f"number ({exc})") from None
 
 
 def _check_pcd(path: Path, data: bytes) -> int:
