@@ -25,7 +25,7 @@ from irregconv.testing import data_path, with_data
 
 RUNS = 3
 VOXEL_SIZE = (0.1, 0.1, 0.1)
-POINT_RANGE = (0.0, -6.4, -3.0, 12.8, 6.4, 1.1)   # grid (41, 128, 128): ~6k voxels of a synthetic scene
+POINT_RANGE = (0.0, -3.2, -3.0, 12.8, 3.2, 1.1)   # grid (41, 64, 128): ~3.5k voxels of a synthetic scene
 
 
 @contextlib.contextmanager
@@ -81,7 +81,7 @@ def _backbone_step(points, api: str):
 @pytest.mark.parametrize("api", ["native", "spconv drop-in"])
 def test_backbone_training_step_same_bits_across_runs_and_threads(scene_points, api):
     voxels = voxelize(scene_points, VOXEL_SIZE, POINT_RANGE)
-    assert voxels.num_voxels > 4000   # big enough for the threaded BLAS and scatter paths
+    assert voxels.num_voxels > 2000   # big enough for the threaded BLAS and scatter paths
     runs = [_backbone_step(scene_points, api) for _ in range(RUNS)]
     for count in (1, 2):
         with threads(count):
