@@ -283,3 +283,17 @@ def test_shim_layer_arguments():
         spconv.SubMConv3d(C_IN, C_OUT, 3)(FEATS)
     with pytest.raises(ValueError, match="weight .*meta.* must match feats .*cpu"):
         spconv.SparseConv3d(C_IN, C_OUT, 3).to("meta")(x)
+
+
+# ------------------------------------------------------------------------------------ a real second device
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a CPU / CUDA mismatch needs a GPU; the 'meta' device "
+                                                          "cases above stand in for it on a CPU-only machine")
+def test_cpu_and_cuda_mismatches():
+    from irregconv.nn import GCNConv
+    with pytest.raises(ValueError, match="SparseTensor: feats is on cuda:0 but coords on cpu"):
+        SparseTensor(FEATS.cuda(), COORDS)
+    with pytest.raises(ValueError, match=r"weight \(torch.float32, cuda:0\) must match feats \(torch.float32, cpu\)"):
+        sparse.SubMConv3d(C_IN, C_OUT).cuda()(SparseTensor(FEATS, COORDS))
+    with pytest.raises(ValueError, match="GCNConv: x is on cuda:0 but edge_index on cpu"):
+        GCNConv(C_IN, C_OUT).cuda()(torch.randn(3, C_IN, device="cuda"), torch.tensor([[0, 1], [1, 2]]))
