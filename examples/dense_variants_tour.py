@@ -1,4 +1,4 @@
-"""Every dense convolution variant of ``irregconv.nn.dense`` on one image batch: parameters, MACs, output shape.
+"""Every dense convolution variant of irregconv.nn.dense on one image batch: parameters, MACs, output shape.
 
     python examples/dense_variants_tour.py [--batch 2] [--channels 32] [--size 32]
 

@@ -13,7 +13,6 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import torch
 
 from irregconv.data import generate_scene, read_points, voxelize

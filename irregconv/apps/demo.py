@@ -137,8 +137,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("demo", help="train and evaluate a sparse 3D detector and a GCN on synthetic data",
-                                   description=__doc__.split("\n\n")[0])
+    summary = "train and evaluate a sparse 3D detector and a GCN on embedded synthetic data"
+    parser = subparsers.add_parser("demo", help=summary, description=summary[0].upper() + summary[1:] + ".")
     parser.add_argument("--quick", action="store_true", help="a one-minute version (fewer scenes and steps)")
     parser.add_argument("--out", default="outputs/demo", help="folder for the checkpoint and pictures "
                                                               "(default: outputs/demo)")

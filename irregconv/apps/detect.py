@@ -100,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("detect", help="run the detector on a scan and write a BEV picture",
-                                   description=__doc__.split("\n\n")[0])
+    summary = "run a trained detector on a scan and write a bird's-eye-view picture"
+    parser = subparsers.add_parser("detect", help=summary, description=summary[0].upper() + summary[1:] + ".")
     parser.add_argument("--scan", required=True, help="point file: .bin (KITTI), .pcd.bin (nuScenes), .pcd, .ply, "
                                                       ".npy, .npz")
     parser.add_argument("--checkpoint", default=None, help=f"detector checkpoint (default: {DEFAULT_CHECKPOINT})")

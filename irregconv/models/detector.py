@@ -289,7 +289,8 @@ def build_targets(config: DetectorConfig, boxes: Sequence[np.ndarray],
 
 
 def detection_loss(heatmap_logits: Tensor, regression: Tensor, targets: DetectionTargets,
-                   normaliser: Optional[float] = None, regression_weight: float = 2.0) -> Tuple[Tensor, Dict[str, float]]:
+                   normaliser: Optional[float] = None,
+                   regression_weight: float = 2.0) -> Tuple[Tensor, Dict[str, float]]:
     """CenterNet's focal loss on the heatmap plus L1 on the regression at centre cells.
 
     .. math::

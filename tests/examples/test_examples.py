@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import irregconv.nn.dense as dense
 from irregconv.testing import data_path, with_data, with_package
@@ -20,6 +21,14 @@ def run_example(name, *args, timeout=300):
     return out.stdout
 
 
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), EXAMPLES / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
 def test_voxelize_and_run_on_a_synthetic_scene():
     stdout = run_example("voxelize_and_run.py", "--voxel-size", 0.2, 0.2, 0.2, "--range", 0, -16, -3, 32, 16, 2,
                          "--repeat", 1)
@@ -32,17 +41,21 @@ def test_voxelize_and_run_on_a_synthetic_scene():
 @pytest.mark.slow
 @with_data("lidar", "kitti_training_000000.bin")
 def test_voxelize_and_run_on_real_kitti():
-    stdout = run_example("voxelize_and_run.py", "--scan", data_path("lidar", "kitti_training_000000.bin"), "--repeat", 1)
+    scan = data_path("lidar", "kitti_training_000000.bin")
+    stdout = run_example("voxelize_and_run.py", "--scan", scan, "--repeat", 1)
     # KITTI grid at 0.05 x 0.05 x 0.1 m; 41,281 voxels as spconv's PointToVoxel (see the data README / NOTES)
     assert "115,384 points" in stdout and "41,281 voxels on grid (Z, Y, X) = (40, 1600, 1408)" in stdout
     assert "BEV map (1, 128, 200, 176)" in stdout
 
 
 @pytest.mark.slow
-def test_spconv_drop_in_loads_a_spconv_state_dict():
-    stdout = run_example("spconv_drop_in.py")
-    assert "first conv weight [16, 3, 3, 3, 4]" in stdout
-    assert "dense output [1, 64, 3, 80, 80]" in stdout
+def test_spconv_drop_in_loads_a_spconv_format_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    state = _load("spconv_drop_in.py").SparseBackbone().state_dict()
+    torch.save(state, tmp_path / "ck.pt")
+    stdout = run_example("spconv_drop_in.py", "--checkpoint", tmp_path / "ck.pt")
+    assert f"loaded {tmp_path / 'ck.pt'}: first conv weight [16, 3, 3, 3, 4]" in stdout
+    assert "dense output [1, 64, 3, 80, 80]" in stdout and "max |irregconv - spconv|" not in stdout
 
 
 @pytest.mark.slow
@@ -54,24 +67,19 @@ def test_spconv_drop_in_matches_spconv():
     assert error <= 1e-4
 
 
+@pytest.mark.slow
 def test_cora_gcn_on_the_synthetic_graph():
     stdout = run_example("cora_gcn.py", "--dataset", "synthetic", "--epochs", 60)
     accuracy = float(re.search(r"test accuracy (\S+) at epoch", stdout).group(1))
     assert accuracy > 0.7
 
 
+@pytest.mark.slow
 @with_data("planetoid", "cora", "raw", "ind.cora.x")
 def test_cora_gcn_on_cora():
     stdout = run_example("cora_gcn.py", "--root", data_path("planetoid"), "--epochs", 100)
     assert stdout.startswith("cora: 2708 nodes, 10556 directed edges, 1433 features, 140 training labels")
     assert float(re.search(r"test accuracy (\S+) at epoch", stdout).group(1)) > 0.75
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), EXAMPLES / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_dense_variants_tour_lists_every_variant():
