@@ -37,7 +37,7 @@ def shard(step: int, global_batch: int, rank: int, world_size: int):
 
 
 def train(config: DetectorConfig, steps: int, global_batch: int, lr: float, seed: int, device: torch.device,
-          rank: int = 0, world_size: int = 1, log=print) -> CenterPointDetector:
+          rank: int = 0, world_size: int = 1, log=print, optimizer_name: str = "adamw") -> CenterPointDetector:
     """Train ``CenterPointDetector(config)`` for ``steps`` steps; with ``world_size > 1`` the default process
     group must be initialised. Returns the (unwrapped) model; every process ends with the same parameters."""
     if global_batch % world_size:
@@ -58,7 +58,10 @@ def train(config: DetectorConfig, steps: int, global_batch: int, lr: float, seed
             dist.all_reduce(total)
         return max(total.item(), 1.0) / world_size
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
+    if optimizer_name == "adamw":
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     start = time.perf_counter()
     for step in range(steps):
         seeds = shard(step, global_batch, rank, world_size)
@@ -81,6 +84,9 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=4, help="global batch: scenes per step over all processes")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw",
+                        help="sgd (momentum 0.9) moves every weight in proportion to its gradient; AdamW scales "
+                             "tiny gradients up to a full step, float32 rounding of them too")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-norm", choices=("local", "none"), default="local")
     parser.add_argument("--voxel-size", type=float, nargs=3, default=DetectorConfig.voxel_size)
@@ -102,7 +108,7 @@ def main(argv=None) -> None:
     config = DetectorConfig(point_range=tuple(args.range), voxel_size=tuple(args.voxel_size),
                             batch_norm=args.batch_norm != "none")
     model = train(config, args.steps, args.batch, args.lr, args.seed, device, rank, world_size,
-                  log=print if rank == 0 else (lambda message: None))
+                  log=print if rank == 0 else (lambda message: None), optimizer_name=args.optimizer)
     if rank == 0 and args.save:
         Path(args.save).parent.mkdir(parents=True, exist_ok=True)
         torch.save({k: v.cpu() for k, v in model.state_dict().items()}, args.save)

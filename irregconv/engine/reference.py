@@ -16,7 +16,8 @@ from ..rulebook import Rulebook
 def apply_weight(x: Tensor, weight_k: Optional[Tensor], out: Optional[Tensor] = None) -> Tensor:
     """``x [P, C_in]`` times one offset's weight: ``[C_in, C_out]``, grouped ``[G, C_in/G, C_out/G]``, or None.
 
-    ``out`` is an optional ``[P, C_out]`` buffer, used for dense (ungrouped) weights.
+    ``out`` is an optional ``[P, C_out]`` buffer the result is written into (without weights, ``x`` itself
+    is returned).
     """
     if weight_k is None:
         return x
@@ -24,8 +25,9 @@ def apply_weight(x: Tensor, weight_k: Optional[Tensor], out: Optional[Tensor] = 
         return torch.mm(x, weight_k, out=out) if out is not None else x @ weight_k
     groups, cin, cout = weight_k.shape
     if cin == 1 and cout == 1:  # depthwise: an elementwise product
-        return x * weight_k.reshape(groups)
-    return torch.bmm(x.reshape(-1, groups, cin).transpose(0, 1), weight_k).transpose(0, 1).reshape(-1, groups * cout)
+        return torch.mul(x, weight_k.reshape(groups), out=out) if out is not None else x * weight_k.reshape(groups)
+    result = torch.bmm(x.reshape(-1, groups, cin).transpose(0, 1), weight_k).transpose(0, 1).reshape(-1, groups * cout)
+    return out.copy_(result) if out is not None else result
 
 
 def gather_scatter_reference(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook,

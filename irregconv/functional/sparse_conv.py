@@ -25,7 +25,7 @@ def subm_rulebook(sites: Sites, region: KernelRegion, dilation: Sequence[int]) -
     """The (cached) submanifold rulebook of ``sites``."""
     key = ("subm", region.key, tuple(dilation))
     return sites.cache.get_or_build(key, lambda: build_subm_rulebook(
-        sites.coords, sites.spatial_shape, sites.batch_size, region, dilation, table=sites.table))
+        sites.coords, sites.spatial_shape, sites.batch_size, region, dilation, keys=sites.keys))
 
 
 def strided_rulebook(sites: Sites, region: KernelRegion, stride: Sequence[int], padding: Sequence[int],
