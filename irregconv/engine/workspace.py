@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 #: largest scratch buffer the engine keeps per (name, dtype); a chunk of a rulebook fills at most this
-CHUNK_BYTES = 16 * 2 ** 20
+CHUNK_BYTES = 8 * 2 ** 20
 
 _local = threading.local()
 

@@ -5,7 +5,6 @@ Every kernel writes disjoint memory per parallel iteration, so results never dep
 import numba
 import numpy as np
 
-from ..hashing._numba_kernels import _slot
 
 
 @numba.njit(parallel=True, cache=True)
@@ -111,52 +110,31 @@ def candidate_keys(coords, taps, stride, padding, dilation, out_shape, transpose
     return keys
 
 
-@numba.njit(cache=True)
-def new_sites(keys):
-    """Deduplicate candidate output keys ``[K, N]`` (-1 = none) into sorted unique keys ``[N_out]`` and the
-    neighbour map ``[K, N_out]`` (input row feeding each output through each offset, or -1).
+@numba.njit(parallel=True, cache=True)
+def new_sites(sorted_keys, order, pair_offset, pair_input, num_k):
+    """Output sites and neighbour map from the valid candidates, sorted by key.
 
-    A serial open-addressing pass assigns first-seen ids (same bits every run), a sort of the unique keys
-    fixes the output order, and the neighbour map is filled through the rank of each id.
+    Args:
+        sorted_keys: ``[V]`` candidate output keys, ascending; ``order``: their candidate ids.
+        pair_offset, pair_input: ``[V]`` offset and input row of each candidate id.
+
+    Returns:
+        ``unique [N_out]`` sorted output keys and ``neighbors [K, N_out]``: the input row feeding each
+        output through each offset, or -1. Each (offset, output) has at most one candidate, so the
+        parallel fill writes disjoint entries.
     """
-    num_k, n = keys.shape
-    valid = 0
-    for k in range(num_k):
-        for i in range(n):
-            if keys[k, i] >= 0:
-                valid += 1
-    capacity = 16
-    while capacity < 2 * valid:
-        capacity *= 2
-    mask = capacity - 1
-    slots_key = np.full(capacity, -1, dtype=np.int64)
-    slots_id = np.empty(capacity, dtype=np.int64)
-    ids = np.empty((num_k, n), dtype=np.int64)
-    unique = np.empty(valid, dtype=np.int64)
+    v = sorted_keys.shape[0]
+    rank = np.empty(v, dtype=np.int64)
     count = 0
-    for k in range(num_k):
-        for i in range(n):
-            key = keys[k, i]
-            if key < 0:
-                ids[k, i] = -1
-                continue
-            s = _slot(key, mask)
-            while slots_key[s] != -1 and slots_key[s] != key:
-                s = (s + 1) & mask
-            if slots_key[s] == -1:
-                slots_key[s] = key
-                slots_id[s] = count
-                unique[count] = key
-                count += 1
-            ids[k, i] = slots_id[s]
-    unique = unique[:count]
-    order = np.argsort(unique)
-    rank = np.empty(count, dtype=np.int64)
-    for r in range(count):
-        rank[order[r]] = r
+    for q in range(v):
+        if q > 0 and sorted_keys[q] != sorted_keys[q - 1]:
+            count += 1
+        rank[q] = count
+    count = count + 1 if v > 0 else 0
+    unique = np.empty(count, dtype=np.int64)
     neighbors = np.full((num_k, count), -1, dtype=np.int64)
-    for k in range(num_k):
-        for i in range(n):
-            if ids[k, i] >= 0:
-                neighbors[k, rank[ids[k, i]]] = i
-    return unique[order], neighbors
+    for q in numba.prange(v):
+        unique[rank[q]] = sorted_keys[q]
+        c = order[q]
+        neighbors[pair_offset[c], rank[q]] = pair_input[c]
+    return unique, neighbors
