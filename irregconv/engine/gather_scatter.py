@@ -22,7 +22,6 @@ operator is differentiable once (no double backward).
 """
 from __future__ import annotations
 
-import warnings
 from typing import List, Optional, Tuple
 
 import torch
@@ -30,12 +29,10 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..rulebook import Rulebook
-from .backends import scatter_add_rows
+from .backends import csr_rows_add, scatter_add_rows
 from .reference import apply_weight
 from .workspace import CHUNK_BYTES, scratch_rows
 
-# CSR matmul is stable for what the engine uses (CSR x dense); torch still labels the layout beta.
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
 
 def _apply_weight_t(grad: Tensor, weight_k: Optional[Tensor], out: Optional[Tensor] = None) -> Tensor:
@@ -62,8 +59,8 @@ def _weight_grad(x: Tensor, grad: Tensor, weight_k: Tensor) -> Tensor:
     return torch.bmm(x.reshape(-1, groups, cin).permute(1, 2, 0), grad.reshape(-1, groups, cout).transpose(0, 1))
 
 
-def _csr(rulebook: Rulebook, start: int, end: int, values: Optional[Tensor], dtype) -> Tensor:
-    """The adjacency of pairs ``start:end`` (sorted by output) as a ``[N_out, N_in]`` CSR matrix."""
+def _crow(rulebook: Rulebook, start: int, end: int) -> Tensor:
+    """``[N_out + 1]`` CSR row pointer of pairs ``start:end`` (sorted by output), cached on the rulebook."""
     key = ("crow", start, end)
     crow = rulebook._derived.get(key)
     if crow is None:
@@ -71,10 +68,16 @@ def _csr(rulebook: Rulebook, start: int, end: int, values: Optional[Tensor], dty
         crow = torch.zeros(rulebook.num_out + 1, dtype=torch.long, device=rulebook.device)
         torch.cumsum(counts, 0, out=crow[1:])
         rulebook._derived[key] = crow
-    if values is None:
-        values = torch.ones(end - start, dtype=dtype, device=rulebook.device)
-    return torch.sparse_csr_tensor(crow, rulebook.in_idx[start:end], values.to(dtype),
-                                   (rulebook.num_out, rulebook.num_in), check_invariants=False)
+    return crow
+
+
+def _aggregate(rulebook: Rulebook, start: int, end: int, values: Optional[Tensor], src: Tensor,
+               out: Optional[Tensor] = None) -> Tensor:
+    """``A @ src`` for the adjacency ``A [N_out, N_in]`` of pairs ``start:end`` (weights ``values`` or
+    ones), added into ``out`` when given."""
+    if out is None:
+        out = src.new_zeros(rulebook.num_out, src.size(1))
+    return csr_rows_add(out, _crow(rulebook, start, end), rulebook.in_idx[start:end], values, src)
 
 
 def _transform_first(weight_k: Optional[Tensor]) -> bool:
@@ -200,11 +203,11 @@ def _forward_graph(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional
     out = feats.new_zeros(rulebook.num_out, c_out)
     for k, s, e in rulebook.offset_slices():
         w = None if weight is None else weight[k]
-        adjacency = _csr(rulebook, s, e, None if pair_scale is None else pair_scale[s:e], feats.dtype)
-        if _transform_first(w):
-            out += adjacency @ apply_weight(feats, w)
+        scale = None if pair_scale is None else pair_scale[s:e]
+        if w is None or _transform_first(w):
+            _aggregate(rulebook, s, e, scale, apply_weight(feats, w).contiguous(), out=out)
         else:
-            out += apply_weight(adjacency @ feats, w)
+            out += apply_weight(_aggregate(rulebook, s, e, scale, feats), w)
     return out
 
 
@@ -221,9 +224,8 @@ def _backward_graph(feats: Tensor, weight: Optional[Tensor], pair_scale: Optiona
         w = None if weight is None else weight[k]
         scale = None if pair_scale is None else pair_scale[s:e]
         scale_t = None if scale is None else pair_scale.index_select(0, order[s:e])
-        adjacency_t = _csr(transposed, s, e, scale_t, feats.dtype)
         if _transform_first(w):
-            grad_h = adjacency_t @ grad_out
+            grad_h = _aggregate(transposed, s, e, scale_t, grad_out)
             if need_feats:
                 grad_feats += _apply_weight_t(grad_h, w)
             if need_weight:
@@ -234,10 +236,9 @@ def _backward_graph(feats: Tensor, weight: Optional[Tensor], pair_scale: Optiona
         else:
             grad_agg = _apply_weight_t(grad_out, w)
             if need_feats:
-                grad_feats += adjacency_t @ grad_agg
+                _aggregate(transposed, s, e, scale_t, grad_agg.contiguous(), out=grad_feats)
             if need_weight:
-                aggregated = _csr(rulebook, s, e, scale, feats.dtype) @ feats
-                grad_weight[k] = _weight_grad(aggregated, grad_out, w)
+                grad_weight[k] = _weight_grad(_aggregate(rulebook, s, e, scale, feats), grad_out, w)
             if need_scale:
                 grad_scale[s:e] = _rowdot(feats.index_select(0, rulebook.in_idx[s:e]),
                                           grad_agg.index_select(0, rulebook.out_idx[s:e]))

@@ -1,4 +1,4 @@
 """Optional accelerated kernels behind the engine's device-agnostic torch paths."""
-from .rows import scatter_add_rows
+from .rows import csr_rows_add, scatter_add_rows
 
-__all__ = ["scatter_add_rows"]
+__all__ = ["csr_rows_add", "scatter_add_rows"]

@@ -14,7 +14,8 @@ keeps even CUDA's atomic ``index_add_`` exact.
 """
 from __future__ import annotations
 
-from typing import Iterable, Tuple
+import warnings
+from typing import Iterable, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -22,8 +23,12 @@ from torch import Tensor
 from ..._numba import kernels
 from ...typing import WITH_NUMBA
 
+# CSR matmul is stable for what the fallback uses (CSR x dense); torch still labels the layout beta.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+
 _NUMBA_DTYPES = (torch.float32, torch.float64)
 _kernel = None
+_csr_kernel = None
 
 
 def _numba_kernel():
@@ -46,6 +51,50 @@ def _numba_kernel():
     return _kernel
 
 
+def _numba_csr_kernel():
+    global _csr_kernel
+    if _csr_kernel is None:
+        import numba
+
+        @numba.njit(parallel=True, cache=True)
+        def csr_rows_add(out, crow, col, values, src):
+            channels = out.shape[1]
+            for o in numba.prange(out.shape[0]):
+                for q in range(crow[o], crow[o + 1]):
+                    i = col[q]
+                    v = values[q]
+                    for c in range(channels):
+                        out[o, c] += v * src[i, c]
+        _csr_kernel = csr_rows_add
+    return _csr_kernel
+
+
+def _numba_serves(out: Tensor, src: Tensor) -> bool:
+    return (WITH_NUMBA and out.device.type == "cpu" and out.dtype in _NUMBA_DTYPES and src.dtype == out.dtype
+            and out.is_contiguous() and not out.requires_grad)
+
+
+def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Optional[Tensor], src: Tensor) -> Tensor:
+    """In place ``out[o] += sum_{q in crow[o]:crow[o + 1]} values[q] * src[col[q]]``, terms in ``q`` order.
+
+    One output row per parallel iteration, so the sums never depend on the thread count. On the CPU this
+    replaced torch's sparse CSR product, whose per-call setup cost ~0.1 ms, more than the whole aggregation
+    of Cora's 13k edges at 16 channels; elsewhere it is that product (``values`` None means ones).
+    """
+    if _numba_serves(out, src):
+        kernels("numba")
+        if values is None:
+            values = torch.ones(col.numel(), dtype=src.dtype)
+        _numba_csr_kernel()(out.numpy(), crow.numpy(), col.numpy(), values.to(src.dtype).contiguous().numpy(),
+                            src.contiguous().numpy())
+        return out
+    if values is None:
+        values = torch.ones(col.numel(), dtype=src.dtype, device=src.device)
+    adjacency = torch.sparse_csr_tensor(crow, col, values.to(src.dtype), (out.size(0), src.size(0)),
+                                        check_invariants=False)
+    return out.add_(adjacency @ src)
+
+
 def scatter_add_rows(out: Tensor, idx: Tensor, src: Tensor, fallback_slices: Iterable[Tuple[int, int]]) -> Tensor:
     """In place ``out[idx[p], :] += src[p, :]``, rows summed in pair order.
 
@@ -56,8 +105,7 @@ def scatter_add_rows(out: Tensor, idx: Tensor, src: Tensor, fallback_slices: Ite
         fallback_slices: ``(start, end)`` ranges covering ``0..P`` in order, each without repeated
             indices; used off the numba path.
     """
-    if (WITH_NUMBA and out.device.type == "cpu" and out.dtype in _NUMBA_DTYPES and src.dtype == out.dtype
-            and out.is_contiguous() and not out.requires_grad):
+    if _numba_serves(out, src):
         kernels("numba")  # matches numba's thread count to torch's (see irregconv/_numba.py)
         import numba
         blocks = max(1, min(numba.get_num_threads(), out.size(0)))
