@@ -9,6 +9,7 @@ mmdetection3d's ``SparseEncoder`` and ``make_sparse_convmodule``), running on ir
   :meth:`~SparseConvTensor.find_indice_pair`;
 * ``SubMConv{1,2,3,4}d``, ``SparseConv{1,2,3,4}d``, ``SparseInverseConv{1,2,3,4}d``,
   ``SparseConvTranspose{1,2,3,4}d`` (all subclasses of ``conv.SparseConvolution``), ``SparseMaxPool{1,2,3,4}d``,
+  ``SparseAvgPool{1,2,3}d``, :class:`SparseGlobalMaxPool`, :class:`SparseGlobalAvgPool`,
   :class:`SparseSequential`, :class:`ToDense`, :class:`SparseModule`, :class:`ConvAlgo`;
 * the submodule paths ``spconv.conv``, ``spconv.core``, ``spconv.modules``, ``spconv.pool`` and
   ``spconv.pytorch`` all name this module, and :func:`install` makes ``import spconv.pytorch`` itself
@@ -24,7 +25,7 @@ backward pass.
 are reused with or without keys. A key records the geometry and the sites of the layer that first used it;
 a later layer that names the key must have the same geometry and run on the same sites, else a
 ``ValueError`` says what differs (spconv would silently reuse a wrong rulebook). Inverse convolutions find
-the strided convolution (or max pool) they invert by its key, as in spconv.
+the strided convolution (or pool) they invert by its key, as in spconv.
 
 **Where it deliberately differs from spconv 2.3.8:**
 
@@ -33,6 +34,12 @@ the strided convolution (or max pool) they invert by its key, as in spconv.
   inverse convolution with kernel volume 1 reads its weight that way too, but (unlike spconv's 1x1 path)
   returns to the sites of the convolution it inverts;
 * max pooling is the maximum over the active inputs, also for negative features (spconv starts at 0);
+* average pooling divides by the number of active inputs in the window, as spconv's forward does; its
+  gradient is ``grad / count`` (spconv's CUDA backward multiplies by the count instead, and fails in eval
+  mode), and there is no kernel-volume limit (spconv asserts ``prod(kernel_size) <= 32``);
+* :class:`SparseGlobalAvgPool` returns the ``[B, C]`` mean (spconv 2.3.8's returns ``[B]``, the mean of
+  channel 0 only, from a stray ``[0]``), and a batch item without sites gives zeros for both global pools
+  (spconv raises for max and gives NaN for mean);
 * a strided convolution may reuse its own key with the same geometry on the same sites (spconv asserts);
 * ``groups`` must be 1 (spconv 2.x has no grouped weights; use :class:`irregconv.nn.SubMConv3d` with
   ``groups``); ``algo``, ``fp32_accum`` and ``large_kernel_fast_algo`` select CUDA kernels in spconv
@@ -66,7 +73,7 @@ from torch import Tensor, nn
 
 from ..functional.batch_norm import batch_norm_module_rows
 from ..functional.sparse_conv import sparse_conv
-from ..functional.sparse_pool import sparse_pool
+from ..functional.sparse_pool import global_pool, sparse_pool
 from ..nn.sparse.base import SparseConvBase
 from ..nn.sparse.sequential import SparseSequential as _RowSequential
 from ..rulebook import KernelRegion
@@ -80,6 +87,8 @@ __all__ = [
     "SparseInverseConv1d", "SparseInverseConv2d", "SparseInverseConv3d", "SparseInverseConv4d",
     "SparseConvTranspose1d", "SparseConvTranspose2d", "SparseConvTranspose3d", "SparseConvTranspose4d",
     "SparseMaxPool", "SparseMaxPool1d", "SparseMaxPool2d", "SparseMaxPool3d", "SparseMaxPool4d",
+    "SparseAvgPool", "SparseAvgPool1d", "SparseAvgPool2d", "SparseAvgPool3d",
+    "SparseGlobalMaxOrAvgPool", "SparseGlobalMaxPool", "SparseGlobalAvgPool",
     "install", "load_spconv_state_dict", "weight_from_native", "weight_to_native",
 ]
 
@@ -159,7 +168,7 @@ def load_spconv_state_dict(module: nn.Module, state_dict: Mapping, strict: bool 
 class IndiceData:
     """What a layer with an ``indice_key`` recorded: its geometry and the sites it read and wrote.
 
-    ``kind`` is ``"subm"``, ``"strided"`` (convolutions and max pools) or ``"transposed"``; ``geometry``
+    ``kind`` is ``"subm"``, ``"strided"`` (convolutions and pools) or ``"transposed"``; ``geometry``
     holds kernel size, stride, padding, dilation (and output padding), as tuples.
     """
     kind: str
@@ -640,18 +649,10 @@ class SparseInverseConvNd(SparseConvolution):
                          large_kernel_fast_algo=large_kernel_fast_algo, name=name)
 
 
-class SparseMaxPool(SparseModule):
-    """Max pooling over the active inputs of each window (exact for negative features), on the sites a strided
-    convolution with this geometry produces (the input sites with ``subm=True``).
-
-    Args:
-        ndim (int): ``D``.
-        kernel_size, stride, padding, dilation: as ``torch.nn.MaxPool3d``; ``stride=None`` means
-            ``kernel_size``.
-        indice_key (str, optional): records the pooling's rulebook, so an inverse convolution can invert it.
-        subm (bool): keep the input sites (default: False).
-        algo, record_voxel_count, name: as :class:`SparseConvolution`.
-    """
+class _SparsePool(SparseModule):
+    """Shared body of :class:`SparseMaxPool` and :class:`SparseAvgPool`: the rulebook of a strided convolution
+    with this geometry (of a submanifold one with ``subm=True``), reduced with ``reduce`` instead of a weight."""
+    reduce: str = ""
 
     def __init__(self, ndim: int, kernel_size=3, stride=1, padding=0, dilation=1, indice_key: Optional[str] = None,
                  subm: bool = False, algo=None, record_voxel_count: bool = False, name: Optional[str] = None):
@@ -675,7 +676,7 @@ class SparseMaxPool(SparseModule):
         if self.indice_key is not None:
             sites = _keyed_sites(self, input, kind, geometry, sites)
         out = sparse_pool(SparseTensor.from_sites(input.features, sites), self.region, self.stride, self.padding,
-                          self.dilation, "max", self.subm)
+                          self.dilation, self.reduce, self.subm)
         if self.indice_key is not None:
             record = IndiceData(kind, geometry, sites, out.sites)
         return _output(self, input, out, record)
@@ -687,6 +688,50 @@ class SparseMaxPool(SparseModule):
                 + (f", indice_key={self.indice_key!r}" if self.indice_key is not None else ""))
 
 
+class SparseMaxPool(_SparsePool):
+    """Max pooling over the active inputs of each window (exact for negative features), on the sites a strided
+    convolution with this geometry produces (the input sites with ``subm=True``).
+
+    Args:
+        ndim (int): ``D``.
+        kernel_size, stride, padding, dilation: as ``torch.nn.MaxPool3d``; ``stride=None`` means
+            ``kernel_size``.
+        indice_key (str, optional): records the pooling's rulebook, so an inverse convolution can invert it.
+        subm (bool): keep the input sites (default: False).
+        algo, record_voxel_count, name: as :class:`SparseConvolution`.
+
+    Shapes:
+        - input: SparseConvTensor ``features [N_in, C]`` -> output ``features [N_out, C]``.
+    """
+    reduce = "max"
+
+
+class SparseAvgPool(_SparsePool):
+    """Average pooling, spconv's: the mean of the active inputs of each window (the sum divided by their
+    count, not by the kernel volume), on the sites a strided convolution with this geometry produces (the
+    input sites with ``subm=True``). The gradient is ``grad_out / count`` to each contributing input.
+
+    Args:
+        ndim (int): ``D``.
+        kernel_size, stride, padding, dilation: as ``torch.nn.AvgPool3d``; ``stride=None`` means
+            ``kernel_size``. Any kernel volume (spconv asserts ``prod(kernel_size) <= 32``).
+        indice_key (str, optional): records the pooling's rulebook, so an inverse convolution can invert it.
+        subm (bool): keep the input sites (default: False).
+        algo: ignored; ``self.algo`` is ``ConvAlgo.MaskImplicitGemm`` as in spconv.
+        record_voxel_count, name: as :class:`SparseConvolution`.
+
+    Shapes:
+        - input: SparseConvTensor ``features [N_in, C]`` -> output ``features [N_out, C]``.
+    """
+    reduce = "mean"
+
+    def __init__(self, ndim: int, kernel_size=3, stride=1, padding=0, dilation=1, indice_key: Optional[str] = None,
+                 subm: bool = False, algo=None, record_voxel_count: bool = False, name: Optional[str] = None):
+        super().__init__(ndim, kernel_size, stride, padding, dilation, indice_key=indice_key, subm=subm,
+                         record_voxel_count=record_voxel_count, name=name)
+        self.algo = ConvAlgo.MaskImplicitGemm
+
+
 class SparseMaxPoolNd(SparseMaxPool):
     """Per-dimension max pooling with spconv's signature (``stride=None`` means ``kernel_size``)."""
     ndim = 0
@@ -695,6 +740,59 @@ class SparseMaxPoolNd(SparseMaxPool):
                  record_voxel_count=False, name=None):
         super().__init__(type(self).ndim, kernel_size, stride, padding, dilation, indice_key=indice_key, algo=algo,
                          record_voxel_count=record_voxel_count, name=name)
+
+
+class SparseAvgPoolNd(SparseAvgPool):
+    """Per-dimension average pooling (over the active inputs) with spconv's signature (``stride=None`` means
+    ``kernel_size``)."""
+    ndim = 0
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, indice_key=None, algo=None,
+                 record_voxel_count=False, name=None):
+        super().__init__(type(self).ndim, kernel_size, stride, padding, dilation, indice_key=indice_key, algo=algo,
+                         record_voxel_count=record_voxel_count, name=name)
+
+
+class SparseGlobalMaxOrAvgPool(SparseModule):
+    """Per batch item maximum or mean of all active features: SparseConvTensor -> dense ``[B, C]``.
+
+    Rows come in batch-index order; a batch item without sites gives zeros. Unlike spconv 2.3.8, the mean
+    keeps every channel (spconv's returns ``[B]``, channel 0 only).
+
+    Args:
+        is_mean (bool): the mean (True) or the maximum (False).
+        name (str, optional): kept as ``self.name``.
+
+    Shapes:
+        - input: SparseConvTensor ``features [N, C]`` with ``batch_size`` ``B`` -> output Tensor ``[B, C]``.
+    """
+
+    def __init__(self, is_mean: bool, name: Optional[str] = None):
+        super().__init__(name=name)
+        if not isinstance(is_mean, bool):
+            raise TypeError(f"{type(self).__name__}: is_mean must be a bool (True for the mean, False for the "
+                            f"maximum), got {is_mean!r}")
+        self.is_mean = is_mean
+
+    def forward(self, input: SparseConvTensor) -> Tensor:
+        if not isinstance(input, SparseConvTensor):
+            raise TypeError(f"{type(self).__name__}: input must be a SparseConvTensor (irregconv.compat.spconv), got "
+                            f"{type(input).__name__}")
+        return global_pool(SparseTensor.from_sites(input.features, input.sites()), "mean" if self.is_mean else "max")
+
+
+class SparseGlobalAvgPool(SparseGlobalMaxOrAvgPool):
+    """Per batch item mean: SparseConvTensor ``features [N, C]`` -> ``[B, C]``."""
+
+    def __init__(self, name: Optional[str] = None):
+        super().__init__(is_mean=True, name=name)
+
+
+class SparseGlobalMaxPool(SparseGlobalMaxOrAvgPool):
+    """Per batch item maximum: SparseConvTensor ``features [N, C]`` -> ``[B, C]``."""
+
+    def __init__(self, name: Optional[str] = None):
+        super().__init__(is_mean=False, name=name)
 
 
 class SubMConv1d(SubMConvNd):
@@ -775,6 +873,23 @@ class SparseMaxPool3d(SparseMaxPoolNd):
 
 class SparseMaxPool4d(SparseMaxPoolNd):
     ndim = 4
+
+
+class SparseAvgPool1d(SparseAvgPoolNd):
+    ndim = 1
+
+
+class SparseAvgPool2d(SparseAvgPoolNd):
+    ndim = 2
+
+
+class SparseAvgPool3d(SparseAvgPoolNd):
+    ndim = 3
+
+
+#: spconv's ``pool.ALL_POOL_LAYERS``: the pooling modules that take a SparseConvTensor to a SparseConvTensor
+ALL_POOL_LAYERS = {SparseAvgPool3d, SparseAvgPool2d, SparseAvgPool1d, SparseMaxPool1d, SparseMaxPool2d,
+                   SparseMaxPool3d, SparseMaxPool4d, SparseAvgPool, SparseMaxPool}
 
 
 # spconv's submodule paths (spconv.pytorch.conv.SparseConvolution, spconv.pytorch.core.SparseConvTensor,

@@ -12,22 +12,16 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._args import IntOrPair, check_float, check_input, check_int
+from .._kernel_attention import KernelAttention, linear_temperature
+from ._args import IntOrPair, check_input
 from ._dynamic import ExpertConv2d
 
-
-def linear_temperature(epoch: float, initial: float = 30.0, final: float = 1.0, anneal_epochs: float = 10) -> float:
-    """The paper's schedule: the temperature falls linearly from ``initial`` to ``final`` over the
-    first ``anneal_epochs`` epochs, then stays at ``final``."""
-    if anneal_epochs <= 0 or epoch >= anneal_epochs:
-        return final
-    return initial + (final - initial) * max(epoch, 0) / anneal_epochs
+__all__ = ["DynamicConv2d", "linear_temperature"]
 
 
-class DynamicConv2d(ExpertConv2d):
+class DynamicConv2d(KernelAttention, ExpertConv2d):
     r"""Dynamic 2-D convolution: a per-sample, attention-weighted sum of ``K`` kernels.
 
     .. math::
@@ -39,13 +33,9 @@ class DynamicConv2d(ExpertConv2d):
     :meth:`anneal_temperature` (or :func:`linear_temperature`) once per epoch.
 
     Args:
-        in_channels (int): input channels ``C_in``.
-        out_channels (int): output channels ``C_out``.
-        kernel_size (int or tuple): kernel size (default: 3).
-        stride (int or tuple): stride (default: 1).
-        padding (int, tuple or None): zero padding; None keeps ``H x W`` at stride 1 for odd kernels
-            (default: None).
-        dilation (int or tuple): dilation (default: 1).
+        in_channels, out_channels (int): ``C_in``, ``C_out``.
+        kernel_size, stride, dilation (int or tuple): as in :class:`torch.nn.Conv2d` (default: 3, 1, 1).
+        padding (int, tuple or None): zero padding; None (default) keeps ``H x W`` at stride 1 for odd kernels.
         groups (int): channel groups ``G`` (default: 1).
         bias (bool): one bias per kernel, aggregated like the kernels (default: True).
         num_kernels (int): kernels ``K`` (default: 4, as in the paper).
@@ -67,6 +57,8 @@ class DynamicConv2d(ExpertConv2d):
         >>> conv = DynamicConv2d(8, 16)
         >>> conv(torch.randn(2, 8, 10, 10)).shape
         torch.Size([2, 16, 10, 10])
+        >>> conv.anneal_temperature(epoch=5)  # halfway from 30 to 1
+        15.5
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrPair = 3,
@@ -75,32 +67,12 @@ class DynamicConv2d(ExpertConv2d):
                  reduction: int = 4):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
                          bias, num_kernels, experts_name="num_kernels")
-        self.initial_temperature = check_float("DynamicConv2d", "temperature", temperature, 1e-6, float("inf"))
-        self.temperature = self.initial_temperature
-        self.reduction = check_int("DynamicConv2d", "reduction", reduction)
-        hidden = in_channels // reduction + 1
-        self.attention = nn.Sequential(nn.Linear(in_channels, hidden), nn.ReLU(), nn.Linear(hidden, num_kernels))
+        self._init_attention(in_channels, num_kernels, temperature, reduction)
         self.reset_parameters()
-
-    @property
-    def num_kernels(self) -> int:
-        return self.num_experts
-
-    def reset_parameters(self) -> None:
-        super().reset_parameters()
-        for layer in self.attention:
-            if isinstance(layer, nn.Linear):
-                layer.reset_parameters()
-
-    def anneal_temperature(self, epoch: float, final: float = 1.0, anneal_epochs: float = 10) -> float:
-        """Set ``temperature`` for ``epoch`` by :func:`linear_temperature` from the initial value;
-        returns the new temperature."""
-        self.temperature = linear_temperature(epoch, self.initial_temperature, final, anneal_epochs)
-        return self.temperature
 
     def attention_weights(self, x: Tensor) -> Tensor:
         """``[B, C_in, H, W]`` -> ``[B, K]`` attention over the kernels (rows sum to 1)."""
-        return F.softmax(self.attention(x.mean(dim=(2, 3))) / self.temperature, dim=1)
+        return self.kernel_attention(x.mean(dim=(2, 3)))
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(type(self).__name__, x, self.in_channels)
@@ -108,9 +80,4 @@ class DynamicConv2d(ExpertConv2d):
 
     def _sample_macs(self, height: int, width: int) -> int:
         """Multiply-accumulates for one sample: attention, kernel aggregation, conv."""
-        hidden = self.attention[0].out_features
-        attention = self.in_channels * hidden + hidden * self.num_experts
-        return attention + self.mixing_macs() + self.conv_macs((height, width))
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", temperature={self.temperature:g}"
+        return self.attention_macs() + self.mixing_macs() + self.conv_macs((height, width))

@@ -15,11 +15,12 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from .._kernel_attention import KernelBank
 from ._args import IntOrPair, check_input
 from ._dynamic import ExpertConv2d
 
 
-class DyNetConv2d(ExpertConv2d):
+class DyNetConv2d(KernelBank, ExpertConv2d):
     r"""DyNet dynamic 2-D convolution: fixed kernels fused per sample and per output channel.
 
     .. math::
@@ -31,13 +32,9 @@ class DyNetConv2d(ExpertConv2d):
     layer, sigmoid. The fused bias is ``b~_o = sum_k pi_ko b_ko``.
 
     Args:
-        in_channels (int): input channels ``C_in``.
-        out_channels (int): output channels ``C_out``.
-        kernel_size (int or tuple): kernel size (default: 3).
-        stride (int or tuple): stride (default: 1).
-        padding (int, tuple or None): zero padding; None keeps ``H x W`` at stride 1 for odd kernels
-            (default: None).
-        dilation (int or tuple): dilation (default: 1).
+        in_channels, out_channels (int): ``C_in``, ``C_out``.
+        kernel_size, stride, dilation (int or tuple): as in :class:`torch.nn.Conv2d` (default: 3, 1, 1).
+        padding (int, tuple or None): zero padding; None (default) keeps ``H x W`` at stride 1 for odd kernels.
         groups (int): channel groups ``G`` (default: 1).
         bias (bool): fixed biases, fused like the kernels (default: True).
         num_kernels (int): fixed kernels per output channel ``K`` (the paper's ``g_t``) (default: 4).
@@ -47,14 +44,15 @@ class DyNetConv2d(ExpertConv2d):
         ``H_out = floor((H + 2 p - d (k - 1) - 1) / s) + 1`` (``H_out = H`` with the defaults).
 
     Attributes:
-        weight (Tensor): ``[K, C_out, C_in / G, kh, kw]``.
-        bias (Tensor or None): ``[K, C_out]``.
+        weight (Tensor): ``[K, C_out, C_in / G, kh, kw]``, the fixed kernels.
+        bias (Tensor or None): ``[K, C_out]``, the fixed biases.
         coefficients (nn.Linear): ``C_in -> K * C_out``, followed by a sigmoid.
 
     Example:
         >>> conv = DyNetConv2d(8, 16)
-        >>> conv(torch.randn(2, 8, 10, 10)).shape
-        torch.Size([2, 16, 10, 10])
+        >>> x = torch.randn(2, 8, 10, 10)
+        >>> conv(x).shape, conv.fusion_coefficients(x).shape
+        (torch.Size([2, 16, 10, 10]), torch.Size([2, 4, 16]))
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrPair = 3,
@@ -64,10 +62,6 @@ class DyNetConv2d(ExpertConv2d):
                          bias, num_kernels, experts_name="num_kernels")
         self.coefficients = nn.Linear(in_channels, num_kernels * out_channels)
         self.reset_parameters()
-
-    @property
-    def num_kernels(self) -> int:
-        return self.num_experts
 
     def reset_parameters(self) -> None:
         super().reset_parameters()

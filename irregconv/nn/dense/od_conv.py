@@ -15,11 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._kernel_attention import KernelBank
 from ._args import IntOrPair, check_float, check_input, check_int
 from ._dynamic import ExpertConv2d, per_sample_conv2d
 
 
-class ODConv2d(ExpertConv2d):
+class ODConv2d(KernelBank, ExpertConv2d):
     r"""Omni-dimensional dynamic 2-D convolution (ODConv).
 
     .. math::
@@ -34,13 +35,9 @@ class ODConv2d(ExpertConv2d):
     ``B > 1`` (as in the authors' code).
 
     Args:
-        in_channels (int): input channels ``C_in``.
-        out_channels (int): output channels ``C_out``.
-        kernel_size (int or tuple): kernel size (default: 3).
-        stride (int or tuple): stride (default: 1).
-        padding (int, tuple or None): zero padding; None keeps ``H x W`` at stride 1 for odd kernels
-            (default: None).
-        dilation (int or tuple): dilation (default: 1).
+        in_channels, out_channels (int): ``C_in``, ``C_out``.
+        kernel_size, stride, dilation (int or tuple): as in :class:`torch.nn.Conv2d` (default: 3, 1, 1).
+        padding (int, tuple or None): zero padding; None (default) keeps ``H x W`` at stride 1 for odd kernels.
         groups (int): channel groups ``G`` (default: 1).
         num_kernels (int): kernels ``K`` in the bank (default: 4, the paper's ODConv (4x)).
         reduction (float): hidden width of the attention trunk, ``max(int(C_in * reduction),

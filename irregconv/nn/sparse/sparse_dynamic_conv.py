@@ -13,17 +13,15 @@ from __future__ import annotations
 
 from typing import Union
 
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ...rulebook import KernelRegion
 from ...tensor import SparseTensor
-from ..dense._args import check_float, check_int
-from ..dense.dynamic_conv import linear_temperature
+from .._kernel_attention import KernelAttention
 from ._experts import ExpertSubMConv3d
 
 
-class SparseDynamicConv3d(ExpertSubMConv3d):
+class SparseDynamicConv3d(KernelAttention, ExpertSubMConv3d):
     r"""Dynamic submanifold 3-D convolution: a per-batch-item, attention-weighted sum of ``K`` kernels.
 
     .. math::
@@ -70,33 +68,9 @@ class SparseDynamicConv3d(ExpertSubMConv3d):
                  temperature: float = 30.0, reduction: int = 4):
         super().__init__(in_channels, out_channels, kernel_size, dilation, groups, bias, region, num_kernels,
                          "num_kernels")
-        owner = type(self).__name__
-        self.initial_temperature = check_float(owner, "temperature", temperature, 1e-6, float("inf"))
-        self.temperature = self.initial_temperature
-        self.reduction = check_int(owner, "reduction", reduction)
-        hidden = in_channels // reduction + 1
-        self.attention = nn.Sequential(nn.Linear(in_channels, hidden), nn.ReLU(), nn.Linear(hidden, num_kernels))
+        self._init_attention(in_channels, num_kernels, temperature, reduction)
         self.reset_parameters()
-
-    @property
-    def num_kernels(self) -> int:
-        return self.num_experts
-
-    def reset_parameters(self) -> None:
-        super().reset_parameters()
-        for layer in self.attention:
-            if isinstance(layer, nn.Linear):
-                layer.reset_parameters()
-
-    def anneal_temperature(self, epoch: float, final: float = 1.0, anneal_epochs: float = 10) -> float:
-        """Set ``temperature`` for ``epoch`` by :func:`irregconv.nn.dense.dynamic_conv.linear_temperature` from
-        the initial value (linear decay to ``final`` over ``anneal_epochs``); returns the new temperature."""
-        self.temperature = linear_temperature(epoch, self.initial_temperature, final, anneal_epochs)
-        return self.temperature
 
     def coefficients(self, input: SparseTensor) -> Tensor:
         """``[B, K]`` attention over the kernels (rows sum to 1), from each item's mean over its active sites."""
-        return F.softmax(self.attention(self.pooled(input)) / self.temperature, dim=1)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", temperature={self.temperature:g}"
+        return self.kernel_attention(self.pooled(input))

@@ -62,7 +62,7 @@ def test_gradcheck(train):
 
 def test_shape_repr_and_counts():
     conv = ODConv2d(8, 16)
-    assert conv(torch.randn(2, 8, 9, 7)).shape == (2, 16, 9, 7)
+    assert conv(torch.randn(2, 8, 9, 7)).shape == (2, 16, 9, 7) and conv.num_kernels == 4
     assert repr(conv).startswith(
         "ODConv2d(\n  8, 16, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), num_kernels=4\n")
     hidden = 16  # max(int(8 * 0.0625), 16)
