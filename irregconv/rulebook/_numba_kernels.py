@@ -110,19 +110,9 @@ def candidate_keys(coords, taps, stride, padding, dilation, out_shape, transpose
     return keys
 
 
-@numba.njit(parallel=True, cache=True)
-def new_sites(sorted_keys, order, pair_offset, pair_input, num_k):
-    """Output sites and neighbour map from the valid candidates, sorted by key.
-
-    Args:
-        sorted_keys: ``[V]`` candidate output keys, ascending; ``order``: their candidate ids.
-        pair_offset, pair_input: ``[V]`` offset and input row of each candidate id.
-
-    Returns:
-        ``unique [N_out]`` sorted output keys and ``neighbors [K, N_out]``: the input row feeding each
-        output through each offset, or -1. Each (offset, output) has at most one candidate, so the
-        parallel fill writes disjoint entries.
-    """
+@numba.njit(cache=True)
+def rank_sorted(sorted_keys):
+    """``rank [V]`` of each of the ascending ``sorted_keys`` among the distinct ones, and those ``unique``."""
     v = sorted_keys.shape[0]
     rank = np.empty(v, dtype=np.int64)
     count = 0
@@ -132,9 +122,22 @@ def new_sites(sorted_keys, order, pair_offset, pair_input, num_k):
         rank[q] = count
     count = count + 1 if v > 0 else 0
     unique = np.empty(count, dtype=np.int64)
-    neighbors = np.full((num_k, count), -1, dtype=np.int64)
-    for q in numba.prange(v):
+    for q in range(v):
         unique[rank[q]] = sorted_keys[q]
+    return rank, unique
+
+
+@numba.njit(parallel=True, cache=True)
+def fill_new_neighbors(rank, order, pair_offset, pair_input, neighbors):
+    """``neighbors [K, N_out]``: the input row feeding each output site through each offset, or -1.
+
+    Candidate ``order[q]`` (offset ``pair_offset``, input ``pair_input``) reaches output ``rank[q]``; an
+    (offset, output) has at most one candidate, so the parallel fill writes disjoint entries.
+    """
+    num_k, num_out = neighbors.shape
+    for k in numba.prange(num_k):
+        for o in range(num_out):
+            neighbors[k, o] = -1
+    for q in numba.prange(rank.shape[0]):
         c = order[q]
         neighbors[pair_offset[c], rank[q]] = pair_input[c]
-    return unique, neighbors

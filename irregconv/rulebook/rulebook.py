@@ -148,6 +148,13 @@ def use_numba(tensor: Tensor) -> bool:
     return WITH_NUMBA and tensor.device.type == "cpu"
 
 
+def neighbor_map_buffer(name: str, num_offsets: int, num_out: int) -> Tensor:
+    """An uninitialised ``[K, N_out]`` int32 CPU neighbour map from the engine's reused scratch buffers (a fresh
+    int64 map cost the builders as much in page faults as filling it). Valid until the next call with ``name``."""
+    from ..engine.workspace import scratch_rows   # at call time: the engine package imports this one
+    return scratch_rows(name, num_offsets, num_out, torch.empty(0, dtype=torch.int32))
+
+
 def rulebook_from_neighbors(neighbors: Tensor, num_in: int, geometry: Geometry,
                             identity_offset: Optional[int] = None) -> Rulebook:
     """Compact a neighbour map into a rulebook.

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..hashing import pack_keys, unpack_keys
 from .region import KernelRegion
-from .rulebook import Geometry, Rulebook, rulebook_from_neighbors, use_numba
+from .rulebook import Geometry, Rulebook, neighbor_map_buffer, rulebook_from_neighbors, use_numba
 from .._numba import kernels
 
 
@@ -82,8 +82,10 @@ def rulebook_to_new_sites(coords: Tensor, keys: Tensor, out_shape: Sequence[int]
                                   _numba_kernels.compact_neighbors(keys.contiguous().numpy()))
         offsets = torch.repeat_interleave(torch.arange(keys.size(0)), counts)
         sorted_keys, order = torch.sort(values, stable=True)
-        unique_keys, neighbors = (torch.from_numpy(a) for a in _numba_kernels.new_sites(
-            sorted_keys.numpy(), order.numpy(), offsets.numpy(), inputs.numpy(), keys.size(0)))
+        rank, unique_keys = _numba_kernels.rank_sorted(sorted_keys.numpy())
+        unique_keys = torch.from_numpy(unique_keys)
+        neighbors = neighbor_map_buffer("strided", keys.size(0), unique_keys.numel())
+        _numba_kernels.fill_new_neighbors(rank, order.numpy(), offsets.numpy(), inputs.numpy(), neighbors.numpy())
     else:
         valid = keys >= 0
         unique_keys = torch.unique(keys[valid], sorted=True)

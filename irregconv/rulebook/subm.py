@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..hashing import HashTable, key_radices, pack_keys
 from .region import KernelRegion
-from .rulebook import Geometry, Rulebook, rulebook_from_neighbors, use_numba
+from .rulebook import Geometry, Rulebook, neighbor_map_buffer, rulebook_from_neighbors, use_numba
 from .._numba import kernels
 
 
@@ -51,7 +51,7 @@ def build_subm_rulebook(coords: Tensor, spatial_shape: Sequence[int], batch_size
         return rulebook_from_neighbors(neighbors, n, geometry, identity_offset=None)
     half = [k for k in range(region.volume) if k < int(mirror[k])]
     if use_numba(coords) and backend != "torch":
-        neighbors = torch.empty((region.volume, n), dtype=torch.long)
+        neighbors = neighbor_map_buffer("subm", region.volume, n)
         if n < 2 or bool((keys[1:] > keys[:-1]).all()):  # voxelize and the strided builder emit sorted sites
             sorted_keys, order = keys, torch.arange(n)
         else:
@@ -69,5 +69,5 @@ def build_subm_rulebook(coords: Tensor, spatial_shape: Sequence[int], batch_size
             h, o = (found >= 0).nonzero(as_tuple=True)
             neighbors[mirror[half].to(coords.device)[h], found[h, o]] = o
     if centre is not None:  # a symmetric custom region may leave the centre out (neighbors[None] is all rows)
-        neighbors[centre] = torch.arange(n, device=coords.device)
+        neighbors[centre] = torch.arange(n, device=coords.device, dtype=neighbors.dtype)
     return rulebook_from_neighbors(neighbors, n, geometry, identity_offset=centre)
