@@ -54,6 +54,8 @@ def build_parser(argv: List[str]) -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
+    from .allocator import reuse_freed_memory
+    reuse_freed_memory()  # see irregconv/allocator.py: no page faults on re-allocated scratch memory
     result = args.run(args)
     return 0 if result is None else int(result)
 

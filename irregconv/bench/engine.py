@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from .. import allocator
 from .timing import format_table, median_time, sgemm_gflops
 
 POINT_RANGE = (0.0, -40.0, -3.0, 70.4, 40.0, 1.0)
@@ -47,7 +48,8 @@ def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     x, source = load_voxels(args.scan)
     region = KernelRegion.cube(3, 3)
-    print(f"scan: {source}\nvoxels: {x.num_sites}, grid {x.spatial_shape}, threads: {args.threads}")
+    print(f"scan: {source}\nvoxels: {x.num_sites}, grid {x.spatial_shape}, threads: {args.threads}\n"
+          f"{allocator.describe()}")
 
     def build():
         fresh = Sites(x.coords, x.spatial_shape, x.batch_size)

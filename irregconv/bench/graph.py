@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import allocator
 from ..apps.cora import GCN, default_root, load_graph, make_optimizer, row_normalize, train_step
 from ..nn.graph.gcn_conv import GCNConv
 from ..testing.generators import random_graph
@@ -143,7 +144,7 @@ def run_graph_bench(args: argparse.Namespace) -> int:
         graph = load_graph("synthetic")
         source = "synthetic Cora-like graph (no Cora files found; pass --root)"
     print(f"irregconv bench graph: {source}; {torch.get_num_threads()} threads; "
-          f"PyG {'in the same process' if pyg_cls else 'not installed: irregconv times only'}")
+          f"PyG {'in the same process' if pyg_cls else 'not installed: irregconv times only'}\n{allocator.describe()}")
     rows = bench_cora(graph, pyg_cls, args.repeat)
     if not args.skip_large:
         rows += bench_arxiv_size(pyg_cls, args.repeat_large)

@@ -24,6 +24,7 @@ from typing import Dict, List, Optional
 
 import torch
 
+from .. import allocator
 from .engine import load_voxels
 from .timing import format_table, median_time, sgemm_gflops
 
@@ -176,7 +177,8 @@ def run_sparse_bench(args: argparse.Namespace) -> int:
             model.eval()
     print(f"irregconv bench sparse: {source}\n  {x.num_sites:,} voxels on grid {x.spatial_shape}, "
           f"SECOND-style 8x backbone, {threads} thread(s), spconv "
-          + (f"{_spconv_version()} in the same process" if real is not None else "not installed"))
+          + (f"{_spconv_version()} in the same process" if real is not None else "not installed")
+          + f"\n  {allocator.describe()}")
 
     def spconv_forward():
         return theirs(real.SparseConvTensor(x.feats, x.coords, list(x.spatial_shape), x.batch_size))
