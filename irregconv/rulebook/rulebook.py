@@ -138,9 +138,16 @@ class Rulebook:
 
 
 def sort_pairs(offset: Tensor, in_idx: Tensor, out_idx: Tensor, num_in: int, num_out: int) -> Tensor:
-    """Permutation sorting pairs by (offset, out_idx, in_idx): the rulebook's canonical order."""
+    """Permutation sorting pairs by (offset, out_idx, in_idx), the rulebook's canonical order; equal pairs
+    (repeated graph edges) keep their input order."""
+    if use_numba(in_idx):
+        num_k = int(offset.max()) + 1 if offset.numel() else 1
+        order = kernels("irregconv.rulebook._numba_kernels").sort_pairs(
+            offset.contiguous().numpy(), out_idx.contiguous().numpy(), in_idx.contiguous().numpy(), num_k,
+            max(num_out, 1), max(num_in, 1))
+        return torch.from_numpy(order)
     key = (offset * num_out + out_idx) * max(num_in, 1) + in_idx
-    return torch.argsort(key)
+    return torch.argsort(key, stable=True)
 
 
 def use_numba(tensor: Tensor) -> bool:

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from irregconv.engine import gather_scatter
 from irregconv.rulebook import Geometry, Rulebook
-from irregconv.testing import RULEBOOK_KINDS, assert_rulebook_invariants, random_rulebook, rulebook_triples
+from irregconv.testing import (RULEBOOK_KINDS, assert_rulebook_invariants, random_rulebook, rulebook_triples,
+                               torch_rulebook_paths)
 
 F64 = dict(rtol=1e-7, atol=1e-9)
 
@@ -117,3 +118,20 @@ def test_every_kind_satisfies_the_invariants(kind):
         rb = random_rulebook(kind, torch.Generator().manual_seed(seed))
         assert_rulebook_invariants(rb)
         assert rb.geometry.kind == kind and rb.num_pairs > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 300), st.integers(1, 4), st.integers(1, 9), st.integers(1, 9), st.integers(0, 2 ** 31 - 1))
+def test_sort_pairs_radix_equals_a_stable_comparison_sort(num_pairs, num_k, num_in, num_out, seed):
+    """The CPU radix sort (numba) gives exactly the permutation of a stable sort by (offset, out, in), repeated
+    pairs in input order; the torch path (any device) is that stable sort."""
+    from irregconv.rulebook.rulebook import sort_pairs
+    gen = torch.Generator().manual_seed(seed)
+    offset = torch.randint(0, num_k, (num_pairs,), generator=gen)
+    in_idx = torch.randint(0, num_in, (num_pairs,), generator=gen)   # few values: many repeated pairs
+    out_idx = torch.randint(0, num_out, (num_pairs,), generator=gen)
+    key = (offset * num_out + out_idx) * num_in + in_idx
+    expected = torch.tensor(sorted(range(num_pairs), key=lambda p: (int(key[p]), p)), dtype=torch.long)
+    assert torch.equal(sort_pairs(offset, in_idx, out_idx, num_in, num_out), expected)
+    with torch_rulebook_paths():
+        assert torch.equal(sort_pairs(offset, in_idx, out_idx, num_in, num_out), expected)
