@@ -1,10 +1,12 @@
-"""Skip decorators for optional packages and real data, and the list of devices to test on.
+"""Skip decorators for optional packages and real data, the list of devices to test on, and a context
+manager that pins the torch and numba thread counts.
 
 Skip reasons start with ``"needs package"`` or ``"needs data"``; under ``CI=true`` the suite's
 ``conftest.py`` turns such skips into failures, so CI cannot go green without the extras and data.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from pathlib import Path
@@ -47,3 +49,18 @@ def with_data(*parts: str):
     def decorate(test):
         return pytest.mark.data(skip(test))
     return decorate
+
+
+@contextlib.contextmanager
+def threads(count: int):
+    """torch and numba thread counts set to ``count`` within the block, restored afterwards."""
+    import numba
+
+    torch_before, numba_before = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(count)
+    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(torch_before)
+        numba.set_num_threads(numba_before)

@@ -41,3 +41,30 @@ def random_graph(num_nodes: int, num_edges: int, generator: torch.Generator | No
     key = torch.unique(src * num_nodes + dst)
     key = key[torch.randperm(key.numel(), generator=generator)[:num_edges]]
     return torch.stack([key // num_nodes, key % num_nodes])
+
+
+def draw_sites_and_region(draw, max_extent: int, max_sites: int):
+    """Draw a random sparse-convolution case for a hypothesis ``@st.composite`` strategy (``draw`` is its
+    argument; needs ``hypothesis``).
+
+    Draws, in this order: 1 to 3 spatial dims, a shape with extents in ``[1, max_extent]``, a batch size in
+    ``[1, 3]``, up to ``max_sites`` sites per batch item (:func:`random_coords` with a drawn seed), and a
+    cube or cross :class:`~irregconv.rulebook.KernelRegion` with kernel sizes in ``[1, 4]``.
+
+    Returns ``(coords, shape, batch_size, region, axes)`` with ``axes(lo, hi)`` drawing one more per-axis
+    tuple (e.g. stride, padding or dilation) with entries in ``[lo, hi]``.
+    """
+    from hypothesis import strategies as st
+
+    from ..rulebook import KernelRegion
+
+    dims = draw(st.integers(1, 3))
+    shape = tuple(draw(st.lists(st.integers(1, max_extent), min_size=dims, max_size=dims)))
+    batch_size = draw(st.integers(1, 3))
+    coords = random_coords(draw(st.integers(0, max_sites)), shape, batch_size,
+                           torch.Generator().manual_seed(draw(st.integers(0, 2 ** 31 - 1))))
+    axes = lambda lo, hi: tuple(draw(st.lists(st.integers(lo, hi), min_size=dims, max_size=dims)))  # noqa: E731
+    kind = draw(st.sampled_from(["cube", "cross"]))
+    ks = axes(1, 4)
+    region = KernelRegion.cube(ks, dims) if kind == "cube" else KernelRegion.cross(ks, dims)
+    return coords, shape, batch_size, region, axes

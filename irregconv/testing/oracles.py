@@ -251,6 +251,34 @@ def assert_parity(fn: Callable[..., Tensor], oracle: Callable[..., Tensor], inpu
         torch.testing.assert_close(g_f, g_o, rtol=rtol, atol=atol, msg=lambda m, i=i: f"grad of input {i}: {m}")
 
 
+def assert_close_with_grads(out, ref, inputs: Sequence[Tensor], rtol: Optional[float] = None,
+                            atol: Optional[float] = None, ref_inputs: Optional[Sequence[Tensor]] = None,
+                            ref_allow_unused: bool = False) -> None:
+    """Assert the computed ``out`` equals ``ref``, and so do their gradients for a random cotangent.
+
+    ``out`` and ``ref`` are tensors or equally long sequences of tensors (compared item by item); the
+    cotangent is ``torch.randn_like`` of each output (drawn from the global generator after the outputs are
+    compared). The gradients of ``out`` are taken with respect to every tensor of ``inputs``, those of
+    ``ref`` with respect to ``ref_inputs`` (default: the same ``inputs``); ``ref_allow_unused`` lets ``ref``
+    leave an input unused (its gradient then counts as zeros). Tolerances default to
+    ``torch.testing.assert_close``'s for the dtype.
+    """
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    refs = list(ref) if isinstance(ref, (tuple, list)) else [ref]
+    assert len(outs) == len(refs), f"{len(outs)} outputs against {len(refs)} references"
+    for i, (got, want) in enumerate(zip(outs, refs)):
+        torch.testing.assert_close(got, want, rtol=rtol, atol=atol, msg=lambda m, i=i: f"output {i}: {m}")
+    cotangents = [torch.randn_like(o) for o in outs]
+    inputs = list(inputs)
+    ref_inputs = inputs if ref_inputs is None else list(ref_inputs)
+    got_grads = torch.autograd.grad(outs, inputs, cotangents)
+    want_grads = torch.autograd.grad(refs, ref_inputs, cotangents, allow_unused=ref_allow_unused,
+                                     materialize_grads=ref_allow_unused)
+    assert len(got_grads) == len(want_grads), f"{len(got_grads)} gradients against {len(want_grads)}"
+    for i, (got, want) in enumerate(zip(got_grads, want_grads)):
+        torch.testing.assert_close(got, want, rtol=rtol, atol=atol, msg=lambda m, i=i: f"grad of input {i}: {m}")
+
+
 @contextlib.contextmanager
 def torch_rulebook_paths():
     """Within the block, the rulebook builders take their pure-torch paths instead of the numba kernels

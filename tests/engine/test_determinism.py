@@ -1,27 +1,12 @@
 """Same bits every run and for 1 or 2 threads: rulebook builders and gather_scatter (output and gradients of
 feats, weight and pair_scale) for every rulebook kind, at sizes where the threaded paths run."""
-import contextlib
-
 import numba
 import pytest
 import torch
 
 from irregconv.engine import aggregate, gather_scatter
 from irregconv.rulebook import KernelRegion, build_strided_rulebook, build_subm_rulebook, build_transposed_rulebook
-from irregconv.testing import RULEBOOK_KINDS, random_coords, random_rulebook, rulebook_triples
-
-
-@contextlib.contextmanager
-def threads(count):
-    """torch and numba thread counts set to ``count`` within the block, restored afterwards."""
-    torch_before, numba_before = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(count)
-    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(torch_before)
-        numba.set_num_threads(numba_before)
+from irregconv.testing import RULEBOOK_KINDS, random_coords, random_rulebook, rulebook_triples, threads
 
 
 def _run(rb, inputs):

@@ -10,8 +10,6 @@
 spconv itself is not deterministic here with 2 threads (see /work/shared/NOTES.md); these tests are the
 guarantee that irregconv is. Thread counts (torch and numba) are restored after each block.
 """
-import contextlib
-
 import numba
 import pytest
 import torch
@@ -21,24 +19,11 @@ from irregconv.apps.cora import GCN, evaluate, make_optimizer, row_normalize, tr
 from irregconv.compat import spconv
 from irregconv.data import Planetoid, generate_scene, make_cora_like, voxelize
 from irregconv.models.second import SECONDBackbone8x, spconv_second_backbone_8x
-from irregconv.testing import data_path, with_data
+from irregconv.testing import data_path, threads, with_data
 
 RUNS = 3
 VOXEL_SIZE = (0.1, 0.1, 0.1)
 POINT_RANGE = (0.0, -3.2, -3.0, 12.8, 3.2, 1.1)   # grid (41, 64, 128): ~3.5k voxels of a synthetic scene
-
-
-@contextlib.contextmanager
-def threads(count: int):
-    """torch and numba thread counts set to ``count`` within the block, restored afterwards."""
-    torch_before, numba_before = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(count)
-    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(torch_before)
-        numba.set_num_threads(numba_before)
 
 
 def assert_same_bits(runs):

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from irregconv.engine import gather_scatter
 from irregconv.rulebook import KernelRegion, build_strided_rulebook, conv_output_shape
 from irregconv.testing import (DEVICES, assert_parity, assert_rulebook_invariants, conv_at_sites, dense_conv, densify,
-                               random_coords, reference_output_sites, reference_pairs, rulebook_triples,
-                               torch_rulebook_paths, values_at, weight_from_torch)
+                               draw_sites_and_region, random_coords, reference_output_sites, reference_pairs,
+                               rulebook_triples, torch_rulebook_paths, values_at, weight_from_torch)
 
 F64 = dict(rtol=1e-7, atol=1e-9)
 F32 = dict(rtol=1e-4, atol=1e-5)
@@ -164,15 +164,7 @@ def test_output_collapse_names_the_axis():
 
 @st.composite
 def strided_cases(draw):
-    dims = draw(st.integers(1, 3))
-    shape = tuple(draw(st.lists(st.integers(1, 8), min_size=dims, max_size=dims)))
-    batch_size = draw(st.integers(1, 3))
-    coords = random_coords(draw(st.integers(0, 40)), shape, batch_size,
-                           torch.Generator().manual_seed(draw(st.integers(0, 2 ** 31 - 1))))
-    axes = lambda lo, hi: tuple(draw(st.lists(st.integers(lo, hi), min_size=dims, max_size=dims)))  # noqa: E731
-    kind = draw(st.sampled_from(["cube", "cross"]))
-    ks = axes(1, 4)
-    region = KernelRegion.cube(ks, dims) if kind == "cube" else KernelRegion.cross(ks, dims)
+    coords, shape, batch_size, region, axes = draw_sites_and_region(draw, max_extent=8, max_sites=40)
     return coords, shape, batch_size, region, axes(1, 3), axes(0, 2), axes(1, 2)
 
 

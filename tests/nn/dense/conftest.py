@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from irregconv.testing import assert_close_with_grads
+
 
 def _batch_norm(x, bn, training):
     """``bn(x)`` from its parameters; in training mode batch statistics without touching the running ones."""
@@ -36,18 +38,27 @@ def randomise_batch_norms():
 
 def _assert_same_forward_backward(module_a, module_b, x, rtol=1e-7, atol=1e-9):
     """``module_a(x) == module_b(x)`` and equal gradients for the input and both modules' parameters."""
-    out_a, out_b = module_a(x), module_b(x)
-    torch.testing.assert_close(out_a, out_b, rtol=rtol, atol=atol)
-    grad_out = torch.randn_like(out_a)
-    inputs_a, inputs_b = [x, *module_a.parameters()], [x, *module_b.parameters()]
-    for got, want in zip(torch.autograd.grad(out_a, inputs_a, grad_out),
-                         torch.autograd.grad(out_b, inputs_b, grad_out)):
-        torch.testing.assert_close(got, want, rtol=rtol, atol=atol)
+    assert_close_with_grads(module_a(x), module_b(x), [x, *module_a.parameters()], rtol, atol,
+                            ref_inputs=[x, *module_b.parameters()])
 
 
 @pytest.fixture
 def assert_same_forward_backward():
     return _assert_same_forward_backward
+
+
+def _assert_engine_equals_native(cls, *args, input_shape, **kwargs):
+    """``cls(*args, backend="engine", **kwargs)`` and ``cls(*args, **kwargs)`` with the same state agree in
+    float64 on a random input of ``input_shape`` (outputs and all gradients)."""
+    engine = cls(*args, backend="engine", **kwargs).double()
+    native = cls(*args, **kwargs).double()
+    native.load_state_dict(engine.state_dict())
+    _assert_same_forward_backward(engine, native, torch.randn(*input_shape, dtype=torch.float64, requires_grad=True))
+
+
+@pytest.fixture
+def assert_engine_equals_native():
+    return _assert_engine_equals_native
 
 
 def _explicit_difference(x, weight, a_taps, b_taps, theta, kernel_size, stride, padding, dilation, groups):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from irregconv.nn.dense import CDConv2d
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 
 @pytest.mark.parametrize("kwargs", [dict(), dict(theta=0.3, stride=2, bias=True), dict(kernel_size=5, dilation=2),
@@ -26,11 +26,7 @@ def test_parity_with_difference_formula(kwargs, device, explicit_difference):
     if layer.bias is not None:
         ref = ref + layer.bias.reshape(1, -1, 1, 1)
     out = layer(x)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    inputs = [x, *layer.parameters()]
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, [x, *layer.parameters()], rtol=1e-7, atol=1e-9)
 
 
 def test_reparameterised_kernel_and_theta_zero():

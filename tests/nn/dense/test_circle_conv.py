@@ -8,7 +8,7 @@ import torch
 
 from irregconv.functional.deform_conv import deform_conv2d
 from irregconv.nn.dense import CircleConv2d
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 
 def test_circle_geometry():
@@ -34,11 +34,7 @@ def test_resampling_equals_reparameterised_kernel(kwargs, device):
     offset = layer.sampling_offsets().to(device).reshape(1, -1, 1, 1).expand(2, -1, h_out, w_out)
     ref = deform_conv2d(x, offset, layer.weight.reshape(6, -1, k, k), layer.bias, layer.stride, layer.padding,
                         layer.dilation, layer.groups)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    inputs = [x, *layer.parameters()]
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, [x, *layer.parameters()], rtol=1e-7, atol=1e-9)
 
 
 def test_gradcheck():

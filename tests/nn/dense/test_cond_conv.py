@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from irregconv.nn.dense import CondConv2d
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 
 def _per_sample_reference(conv, x):
@@ -27,11 +27,7 @@ def test_parity_with_per_sample_loop(strategy, groups, stride, dilation, bias, d
     x = torch.randn(3, 4, 7, 6, device=device, dtype=torch.float64, requires_grad=True)
     out = conv(x)
     ref = _per_sample_reference(conv, x)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    inputs = [x, *conv.parameters()]
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, [x, *conv.parameters()], rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("groups", [1, 2])

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from irregconv.nn.dense import CoordConv2d
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 
 def _coords(batch, height, width, with_r, device):
@@ -34,11 +34,7 @@ def test_parity_with_functional(with_r, kwargs, size, device):
     ref = F.conv2d(torch.cat([x, _coords(2, *size, with_r, device)], 1), conv.weight, conv.bias, conv.stride,
                    conv.padding, conv.dilation)
     out = layer(x)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    inputs = [x, *layer.parameters()]
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, [x, *layer.parameters()], rtol=1e-7, atol=1e-9)
 
 
 def test_zero_coordinate_weights_give_plain_conv():
@@ -51,12 +47,9 @@ def test_zero_coordinate_weights_give_plain_conv():
                                rtol=1e-7, atol=1e-9)
 
 
-def test_engine_equals_native(assert_same_forward_backward):
+def test_engine_equals_native(assert_engine_equals_native):
     torch.manual_seed(2)
-    engine = CoordConv2d(3, 4, with_r=True, stride=2, backend="engine").double()
-    native = CoordConv2d(3, 4, with_r=True, stride=2).double()
-    native.load_state_dict(engine.state_dict())
-    assert_same_forward_backward(engine, native, torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=True))
+    assert_engine_equals_native(CoordConv2d, 3, 4, with_r=True, stride=2, input_shape=(2, 3, 5, 6))
 
 
 def test_gradcheck():

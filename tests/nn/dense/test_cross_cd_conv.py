@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from irregconv.nn.dense import CrossCDConv2d
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 # the crosses of a 3x3 and a 5x5 kernel, written out (flat C-order tap indices)
 CROSSES = {("hv", 3): [1, 3, 4, 5, 7], ("dg", 3): [0, 2, 4, 6, 8],
@@ -27,11 +27,7 @@ def test_parity_with_difference_formula(cross, kwargs, device, explicit_differen
     if layer.bias is not None:
         ref = ref + layer.bias.reshape(1, -1, 1, 1)
     out = layer(x)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    inputs = [x, *layer.parameters()]
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, [x, *layer.parameters()], rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("cross", ["hv", "dg"])

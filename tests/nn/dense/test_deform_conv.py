@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from irregconv.functional.deform_conv import deform_conv2d
 from irregconv.nn.dense import DeformConv2d
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 
 def _bilinear(image, py, px):
@@ -61,11 +61,8 @@ def test_zero_offsets_equal_ordinary_conv(kwargs, device):
     x = torch.randn(2, 4, 6, 7, device=device, dtype=torch.float64, requires_grad=True)
     out = layer(x)
     ref = F.conv2d(x, layer.weight, layer.bias, layer.stride, layer.padding, layer.dilation, layer.groups)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
     inputs = [x, layer.weight] + ([layer.bias] if layer.bias is not None else [])
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, inputs, rtol=1e-7, atol=1e-9)
 
 
 def test_modulated_starts_at_half_masks():
@@ -108,11 +105,8 @@ def test_naive_loop_with_random_offsets(modulated, groups, offset_groups, stride
     args = (x, offset, weight, bias, stride, dilation, dilation, groups, mask)
     out = deform_conv2d(x, offset, weight, bias, (stride,) * 2, (dilation,) * 2, (dilation,) * 2, groups, mask)
     ref = _naive(*args)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
     inputs = [t for t in (x, offset, weight, bias, mask) if t is not None]
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, inputs, rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("modulated", [False, True])

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from irregconv.nn.dense import DepthwiseSeparableConv2d
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 
 @pytest.mark.parametrize("kwargs", [dict(), dict(kernel_size=5, stride=2, bias=True), dict(dilation=2),
@@ -20,11 +20,7 @@ def test_parity_with_functional(kwargs, device):
     act = torch.relu if "activation" in kwargs else (lambda t: t)
     ref = F.conv2d(act(F.conv2d(x, dw.weight, dw.bias, dw.stride, dw.padding, dw.dilation, 4)), pw.weight, pw.bias)
     out = layer(x)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    inputs = [x, *layer.parameters()]
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, [x, *layer.parameters()], rtol=1e-7, atol=1e-9)
 
 
 def test_equals_composed_single_kernel():
@@ -36,12 +32,9 @@ def test_equals_composed_single_kernel():
     torch.testing.assert_close(layer(x), F.conv2d(x, kernel, None, 2, 1), rtol=1e-7, atol=1e-9)
 
 
-def test_engine_equals_native(assert_same_forward_backward):
+def test_engine_equals_native(assert_engine_equals_native):
     torch.manual_seed(2)
-    engine = DepthwiseSeparableConv2d(4, 6, stride=2, bias=True, backend="engine").double()
-    native = DepthwiseSeparableConv2d(4, 6, stride=2, bias=True).double()
-    native.load_state_dict(engine.state_dict())
-    assert_same_forward_backward(engine, native, torch.randn(2, 4, 5, 6, dtype=torch.float64, requires_grad=True))
+    assert_engine_equals_native(DepthwiseSeparableConv2d, 4, 6, stride=2, bias=True, input_shape=(2, 4, 5, 6))
 
 
 def test_gradcheck():

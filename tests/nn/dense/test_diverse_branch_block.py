@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from irregconv.nn.dense import DiverseBranchBlock2d
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 
 def _reference(block, x, batch_norm):
@@ -30,11 +30,7 @@ def test_parity_with_functional(train, kernel_size, stride, internal, device, ba
     block = randomise_batch_norms(block).to(device, torch.float64).train(train)
     x = torch.randn(2, 4, 7, 8, device=device, dtype=torch.float64, requires_grad=True)
     out, ref = block(x), _reference(block, x, batch_norm)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    inputs = [x, *block.parameters()]
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, [x, *block.parameters()], rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("kernel_size,stride,internal", [(3, 1, None), (5, 2, 3), (3, 2, 6)])

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from irregconv.nn.dense import DOConv2d
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 
 def _feature_composition(conv, x):
@@ -37,11 +37,7 @@ def test_parity_with_feature_composition(kernel_size, d_mul, stride, dilation, b
     conv = _perturb(DOConv2d(4, 6, kernel_size, d_mul, stride, dilation=dilation, bias=bias)).to(device, torch.float64)
     x = torch.randn(2, 4, 8, 7, device=device, dtype=torch.float64, requires_grad=True)
     out, ref = conv(x), _feature_composition(conv, x)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    inputs = [x, *conv.parameters()]
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, [x, *conv.parameters()], rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("bias,dilation", [(False, 1), (True, 2)])

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from irregconv.nn.dense import DynamicConv2d
 from irregconv.nn.dense.dynamic_conv import linear_temperature
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 
 def _per_sample_reference(conv, x):
@@ -29,11 +29,7 @@ def test_parity_with_per_sample_loop(groups, stride, bias, temperature, device):
                          temperature=temperature).to(device, torch.float64)
     x = torch.randn(3, 4, 7, 6, device=device, dtype=torch.float64, requires_grad=True)
     out, ref = conv(x), _per_sample_reference(conv, x)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    inputs = [x, *conv.parameters()]
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, [x, *conv.parameters()], rtol=1e-7, atol=1e-9)
 
 
 def test_attention_sums_to_one_and_flattens_with_temperature():

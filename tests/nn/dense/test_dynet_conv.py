@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from irregconv.nn.dense import DyNetConv2d
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 
 def _per_channel_reference(conv, x):
@@ -33,11 +33,7 @@ def test_parity_with_per_channel_loop(groups, stride, bias, device):
     conv = DyNetConv2d(4, 6, 3, stride=stride, groups=groups, bias=bias, num_kernels=3).to(device, torch.float64)
     x = torch.randn(2, 4, 7, 6, device=device, dtype=torch.float64, requires_grad=True)
     out, ref = conv(x), _per_channel_reference(conv, x)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    inputs = [x, *conv.parameters()]
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, [x, *conv.parameters()], rtol=1e-7, atol=1e-9)
 
 
 def test_gradcheck():

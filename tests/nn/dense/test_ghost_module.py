@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from irregconv.nn.dense import GhostModule
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 
 def _reference(ghost, x, batch_norm):
@@ -34,11 +34,7 @@ def test_parity_with_functional(train, out_channels, kernel_size, ratio, dw_size
     ghost = randomise_batch_norms(ghost).to(device, torch.float64).train(train)
     x = torch.randn(2, 4, 7, 8, device=device, dtype=torch.float64, requires_grad=True)
     out, ref = ghost(x), _reference(ghost, x, batch_norm)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    inputs = [x, *ghost.parameters()]
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, [x, *ghost.parameters()], rtol=1e-7, atol=1e-9)
 
 
 def test_gradcheck():

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from irregconv.nn.dense import HetConv2d
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 
 def _masked_kernel(conv):
@@ -32,13 +32,8 @@ def test_equals_masked_dense_kernel(p, kernel_size, stride, bias, device):
     x = torch.randn(2, 8, 7, 9, device=device, dtype=torch.float64, requires_grad=True)
     out = conv(x)
     ref = F.conv2d(x, _masked_kernel(conv), conv.bias, stride, kernel_size // 2)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    inputs = [x, *conv.parameters()]
     # With p = 1 the point part is empty ([C_out, 0]): its gradient is an empty tensor on both sides.
-    want_grads = torch.autograd.grad(ref, inputs, grad_out, allow_unused=True, materialize_grads=True)
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), want_grads):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, [x, *conv.parameters()], rtol=1e-7, atol=1e-9, ref_allow_unused=True)
     torch.testing.assert_close(conv.dense_weight(), _masked_kernel(conv), rtol=0, atol=0)
 
 

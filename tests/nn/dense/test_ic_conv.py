@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from irregconv.nn.dense import ICConv2d
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 
 def _spread_kernel(conv):
@@ -33,11 +33,7 @@ def test_parity_with_spread_kernel(pattern, kernel_size, stride, bias, device):
     out = conv(x)
     big, padding = _spread_kernel(conv)
     ref = F.conv2d(x, big, conv.bias, stride, padding)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    inputs = [x, *conv.parameters()]
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, [x, *conv.parameters()], rtol=1e-7, atol=1e-9)
 
 
 def test_default_pattern_and_dilations():

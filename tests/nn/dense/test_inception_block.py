@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from irregconv.nn.dense import InceptionBlock
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 
 def _layout(version, c_in, c_out, k, mid):
@@ -58,11 +58,7 @@ def test_parity_with_functional(train, version, c_out, k, mid, device, batch_nor
     x = torch.randn(2, 4, 6, 5, device=device, dtype=torch.float64, requires_grad=True)
     layout = _layout(version, 4, c_out, k, mid if mid is not None else c_out // 4)
     out, ref = block(x), _reference(block, x, layout, batch_norm)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    inputs = [x, *block.parameters()]
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, [x, *block.parameters()], rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("version", [1, 3])

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from irregconv.engine import gather_scatter
 from irregconv.nn.dense import Involution2d
 from irregconv.rulebook import build_dense_rulebook
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 
 def _per_pixel_reference(inv, x, batch_norm):
@@ -39,11 +39,7 @@ def test_parity_with_per_pixel_loop(train, channels, kernel_size, stride, group_
     inv = randomise_batch_norms(inv).to(device, torch.float64).train(train)
     x = torch.randn(2, channels, 6, 4, device=device, dtype=torch.float64, requires_grad=True)
     out, ref = inv(x), _per_pixel_reference(inv, x, batch_norm)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    inputs = [x, *inv.parameters()]
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, [x, *inv.parameters()], rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("stride", [1, 2])

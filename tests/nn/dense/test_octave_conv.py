@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from irregconv.nn.dense import OctaveConv2d
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 
 def _pool2(x):
@@ -44,12 +44,8 @@ def test_parity_with_four_paths(alpha_in, alpha_out, stride, bias, device):
     out = conv(x_h if x_l is None else (x_h, x_l))
     out = out if isinstance(out, tuple) else (out,)
     ref = _reference(conv, x_h, x_l)
-    grad_outs = [torch.randn_like(o) for o in out]
     inputs = [t for t in (x_h, x_l, *conv.parameters()) if t is not None]
-    for got, want in zip(out, ref):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_outs), torch.autograd.grad(ref, inputs, grad_outs)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, inputs, rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from irregconv.nn.dense import ODConv2d
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 
 def _per_sample_reference(conv, x):
@@ -39,11 +39,7 @@ def test_parity_with_per_sample_loop(groups, stride, temperature, device, random
     conv = randomise_batch_norms(conv).to(device, torch.float64).eval()
     x = torch.randn(3, 4, 7, 6, device=device, dtype=torch.float64, requires_grad=True)
     out, ref = conv(x), _per_sample_reference(conv, x)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    inputs = [x, *conv.parameters()]
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, [x, *conv.parameters()], rtol=1e-7, atol=1e-9)
 
 
 def test_kernel_attention_sums_to_one():

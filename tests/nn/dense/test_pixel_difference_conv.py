@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from irregconv.nn.dense import PixelDifferenceConv2d
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 # ad: each 3x3 tap minus its clockwise ring neighbour (top-left - top, top - top-right, ...), written out
 AD_PAIRS = [(0, 1), (1, 2), (2, 5), (3, 0), (4, 4), (5, 8), (6, 3), (7, 6), (8, 7)]
@@ -35,11 +35,7 @@ def test_parity_with_difference_formula(mode, kwargs, device, explicit_differenc
     if layer.bias is not None:
         ref = ref + layer.bias.reshape(1, -1, 1, 1)
     out = layer(x)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    inputs = [x, *layer.parameters()]
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, [x, *layer.parameters()], rtol=1e-7, atol=1e-9)
 
 
 def test_cd_with_larger_kernel(explicit_difference):

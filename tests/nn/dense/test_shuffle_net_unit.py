@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from irregconv.nn.dense import ShuffleNetUnit
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 
 def _reference(unit, x, batch_norm):
@@ -32,11 +32,7 @@ def test_parity_with_functional(train, in_channels, out_channels, kernel_size, s
     unit = randomise_batch_norms(unit).to(device, torch.float64).train(train)
     x = torch.randn(2, in_channels, 5, 6, device=device, dtype=torch.float64, requires_grad=True)
     out, ref = unit(x), _reference(unit, x, batch_norm)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    inputs = [x, *unit.parameters()]
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, [x, *unit.parameters()], rtol=1e-7, atol=1e-9)
 
 
 def test_gradcheck(randomise_batch_norms):

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from irregconv.nn.dense import SpatiallySeparableConv2d
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 
 @pytest.mark.parametrize("kwargs", [dict(), dict(kernel_size=5, stride=2, bias=True), dict(mid_channels=2),
@@ -21,11 +21,7 @@ def test_parity_with_functional(kwargs, device):
     act = torch.relu if "activation" in kwargs else (lambda t: t)
     ref = F.conv2d(act(F.conv2d(x, v.weight, v.bias, (s, 1), (k // 2, 0))), h.weight, h.bias, (1, s), (0, k // 2))
     out = layer(x)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    inputs = [x, *layer.parameters()]
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, [x, *layer.parameters()], rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -37,12 +33,9 @@ def test_equals_composed_single_kernel(stride):
     torch.testing.assert_close(layer(x), F.conv2d(x, kernel, None, stride, 1), rtol=1e-7, atol=1e-9)
 
 
-def test_engine_equals_native(assert_same_forward_backward):
+def test_engine_equals_native(assert_engine_equals_native):
     torch.manual_seed(2)
-    engine = SpatiallySeparableConv2d(4, 6, stride=2, bias=True, backend="engine").double()
-    native = SpatiallySeparableConv2d(4, 6, stride=2, bias=True).double()
-    native.load_state_dict(engine.state_dict())
-    assert_same_forward_backward(engine, native, torch.randn(2, 4, 5, 6, dtype=torch.float64, requires_grad=True))
+    assert_engine_equals_native(SpatiallySeparableConv2d, 4, 6, stride=2, bias=True, input_shape=(2, 4, 5, 6))
 
 
 def test_gradcheck():

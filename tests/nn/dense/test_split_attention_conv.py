@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from irregconv.nn.dense import ResNeStBottleneck, SplitAttentionConv2d
-from irregconv.testing import DEVICES
+from irregconv.testing import DEVICES, assert_close_with_grads
 
 
 def _split_attention(m, x, batch_norm):
@@ -54,11 +54,7 @@ def _bottleneck(block, x, batch_norm):
 
 def _check_parity(module, ref_fn, x, batch_norm):
     out, ref = module(x), ref_fn(module, x, batch_norm)
-    torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    inputs = [x, *module.parameters()]
-    for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out)):
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, ref, [x, *module.parameters()], rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("train", [True, False])

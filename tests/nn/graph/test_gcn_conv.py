@@ -5,7 +5,7 @@ import torch
 
 from irregconv.functional.graph import sparse_dropout
 from irregconv.nn.graph import GCNConv
-from irregconv.testing import DEVICES, data_path, random_graph, with_data, with_package
+from irregconv.testing import DEVICES, assert_close_with_grads, data_path, random_graph, with_data, with_package
 
 # (improved, add_self_loops, normalize): every combination PyG accepts
 FLAGS = [(i, a, n) for i, a, n in itertools.product([False, True], repeat=3) if not (a and not n)]
@@ -128,12 +128,8 @@ def test_matches_pyg_on_random_graphs_with_self_loops(improved, add_self_loops, 
     # PyG 2.8 ignores `improved` without edge weights; explicit ones give the documented A + 2I
     ref_weight = edge_weight if weighted or not improved else torch.ones(edge_index.size(1))
     out, expected = conv(x, edge_index, edge_weight), ref(x, edge_index, ref_weight)
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
-    grad_out = torch.randn_like(out)
-    got = torch.autograd.grad(out, [x, conv.lin.weight, conv.bias], grad_out)
-    want = torch.autograd.grad(expected, [x, ref.lin.weight, ref.bias], grad_out)
-    for g, w in zip(got, want):
-        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+    assert_close_with_grads(out, expected, [x, conv.lin.weight, conv.bias], rtol=1e-5, atol=1e-6,
+                            ref_inputs=[x, ref.lin.weight, ref.bias])
 
 
 def _pyg_graph(name):

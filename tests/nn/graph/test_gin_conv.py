@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from irregconv.nn.graph import GINConv
-from irregconv.testing import DEVICES, random_graph, with_package
+from irregconv.testing import DEVICES, assert_close_with_grads, random_graph, with_package
 
 
 def _inputs(n=15, e=50, c=6, seed=0):
@@ -39,12 +39,8 @@ def test_matches_pyg_outputs_and_gradients(eps, train_eps, bipartite):
     conv = GINConv(_mlp(), eps=eps, train_eps=train_eps)
     conv.load_state_dict(ref.state_dict())
     out, expected = conv(inputs, edge_index), ref(inputs, edge_index)
-    torch.testing.assert_close(out, expected, rtol=1e-7, atol=1e-9)
-    grad_out = torch.randn_like(out)
-    got = torch.autograd.grad(out, leaves + list(conv.parameters()), grad_out)
-    want = torch.autograd.grad(expected, leaves + list(ref.parameters()), grad_out)
-    for g, r in zip(got, want):
-        torch.testing.assert_close(g, r, rtol=1e-7, atol=1e-9)
+    assert_close_with_grads(out, expected, leaves + list(conv.parameters()), rtol=1e-7, atol=1e-9,
+                            ref_inputs=leaves + list(ref.parameters()))
 
 
 def test_gradcheck():
