@@ -57,6 +57,18 @@ def same_padding(owner: str, padding, kernel_size: Tuple[int, int],
     return to_pair(owner, "padding", padding, minimum=0)
 
 
+def init_conv_geometry(module, owner: str, in_channels, out_channels, kernel_size: IntOrPair, stride: IntOrPair,
+                       padding, dilation: IntOrPair) -> None:
+    """Check and store ``in_channels``, ``out_channels``, ``kernel_size``, ``stride``, ``dilation`` and ``padding``
+    (``None``: "same", see :func:`same_padding`) on ``module``, as every 2D conv-like variant keeps them."""
+    module.in_channels = check_int(owner, "in_channels", in_channels)
+    module.out_channels = check_int(owner, "out_channels", out_channels)
+    module.kernel_size = to_pair(owner, "kernel_size", kernel_size)
+    module.stride = to_pair(owner, "stride", stride)
+    module.dilation = to_pair(owner, "dilation", dilation)
+    module.padding = same_padding(owner, padding, module.kernel_size, module.dilation)
+
+
 def check_input(owner: str, x, channels: int, name: str = "input") -> None:
     """Raise unless ``x`` is a ``[B, channels, H, W]`` floating-point tensor."""
     if not isinstance(x, Tensor):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._args import IntOrPair, check_divisible, check_int, conv_extra_repr, same_padding, to_pair
+from ._args import IntOrPair, check_divisible, check_int, conv_extra_repr, init_conv_geometry
 from ._counting import CountingMixin
 
 
@@ -59,12 +59,7 @@ class ExpertConv2d(CountingMixin, nn.Module):
                  num_experts: int, experts_name: str = "num_experts"):
         super().__init__()
         owner = type(self).__name__
-        self.in_channels = check_int(owner, "in_channels", in_channels)
-        self.out_channels = check_int(owner, "out_channels", out_channels)
-        self.kernel_size = to_pair(owner, "kernel_size", kernel_size)
-        self.stride = to_pair(owner, "stride", stride)
-        self.dilation = to_pair(owner, "dilation", dilation)
-        self.padding = same_padding(owner, padding, self.kernel_size, self.dilation)
+        init_conv_geometry(self, owner, in_channels, out_channels, kernel_size, stride, padding, dilation)
         self.groups = check_int(owner, "groups", groups)
         check_divisible(owner, "in_channels", in_channels, groups, "groups")
         check_divisible(owner, "out_channels", out_channels, groups, "groups")

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from ...functional.deform_conv import deform_conv2d
 from ...rulebook import conv_output_shape
-from ._args import IntOrPair, check_divisible, check_input, check_int, conv_extra_repr, same_padding, to_pair
+from ._args import IntOrPair, check_divisible, check_input, check_int, conv_extra_repr, init_conv_geometry
 from ._counting import CountingMixin
 from ._dynamic import conv_output_size
 
@@ -69,12 +69,7 @@ class DeformConv2d(CountingMixin, nn.Module):
                  offset_groups: int = 1, bias: bool = True, modulated: bool = False):
         super().__init__()
         owner = type(self).__name__
-        self.in_channels = check_int(owner, "in_channels", in_channels)
-        self.out_channels = check_int(owner, "out_channels", out_channels)
-        self.kernel_size = to_pair(owner, "kernel_size", kernel_size)
-        self.stride = to_pair(owner, "stride", stride)
-        self.dilation = to_pair(owner, "dilation", dilation)
-        self.padding = same_padding(owner, padding, self.kernel_size, self.dilation)
+        init_conv_geometry(self, owner, in_channels, out_channels, kernel_size, stride, padding, dilation)
         self.groups = check_int(owner, "groups", groups)
         self.offset_groups = check_int(owner, "offset_groups", offset_groups)
         check_divisible(owner, "in_channels", in_channels, groups, "groups")

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._args import IntOrPair, check_input, check_int, conv_extra_repr, same_padding, to_pair
+from ._args import IntOrPair, check_input, check_int, conv_extra_repr, init_conv_geometry
 from ._counting import CountingMixin
 from ._dynamic import conv_output_size
 from ._reparam import conv_from
@@ -68,12 +68,7 @@ class DOConv2d(CountingMixin, nn.Module):
                  dilation: IntOrPair = 1, bias: bool = False):
         super().__init__()
         owner = "DOConv2d"
-        self.in_channels = check_int(owner, "in_channels", in_channels)
-        self.out_channels = check_int(owner, "out_channels", out_channels)
-        self.kernel_size = to_pair(owner, "kernel_size", kernel_size)
-        self.stride = to_pair(owner, "stride", stride)
-        self.dilation = to_pair(owner, "dilation", dilation)
-        self.padding = same_padding(owner, padding, self.kernel_size, self.dilation)
+        init_conv_geometry(self, owner, in_channels, out_channels, kernel_size, stride, padding, dilation)
         taps = self.kernel_size[0] * self.kernel_size[1]
         d_mul = taps if depth_multiplier is None else check_int(owner, "depth_multiplier", depth_multiplier)
         if d_mul < taps:

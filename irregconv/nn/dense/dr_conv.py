@@ -14,7 +14,7 @@ from typing import Optional
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._args import IntOrPair, check_input, check_int, conv_extra_repr, same_padding, to_pair
+from ._args import IntOrPair, check_input, check_int, conv_extra_repr, init_conv_geometry
 from ._counting import CountingMixin
 from ._dynamic import conv_output_size, per_sample_conv2d
 
@@ -83,12 +83,7 @@ class DRConv2d(CountingMixin, nn.Module):
                  num_regions: int = 4):
         super().__init__()
         owner = "DRConv2d"
-        self.in_channels = check_int(owner, "in_channels", in_channels)
-        self.out_channels = check_int(owner, "out_channels", out_channels)
-        self.kernel_size = to_pair(owner, "kernel_size", kernel_size)
-        self.stride = to_pair(owner, "stride", stride)
-        self.dilation = to_pair(owner, "dilation", dilation)
-        self.padding = same_padding(owner, padding, self.kernel_size, self.dilation)
+        init_conv_geometry(self, owner, in_channels, out_channels, kernel_size, stride, padding, dilation)
         self.num_regions = m = check_int(owner, "num_regions", num_regions)
         self.guide = nn.Conv2d(in_channels, m, self.kernel_size, self.stride, self.padding, self.dilation)
         self.generator = nn.Sequential(

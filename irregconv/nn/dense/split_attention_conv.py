@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._args import IntOrPair, check_divisible, check_input, check_int, conv_extra_repr, same_padding, to_pair
+from ._args import IntOrPair, check_divisible, check_input, check_int, conv_extra_repr, init_conv_geometry
 from ._counting import CountingMixin
 from ._dynamic import conv_output_size
 
@@ -68,12 +68,7 @@ class SplitAttentionConv2d(CountingMixin, nn.Module):
                  cardinality: int = 1, bias: bool = False, reduction_factor: int = 4):
         super().__init__()
         owner = "SplitAttentionConv2d"
-        self.in_channels = check_int(owner, "in_channels", in_channels)
-        self.out_channels = check_int(owner, "out_channels", out_channels)
-        self.kernel_size = to_pair(owner, "kernel_size", kernel_size)
-        self.stride = to_pair(owner, "stride", stride)
-        self.dilation = to_pair(owner, "dilation", dilation)
-        self.padding = same_padding(owner, padding, self.kernel_size, self.dilation)
+        init_conv_geometry(self, owner, in_channels, out_channels, kernel_size, stride, padding, dilation)
         self.radix = check_int(owner, "radix", radix)
         self.cardinality = check_int(owner, "cardinality", cardinality)
         self.reduction_factor = check_int(owner, "reduction_factor", reduction_factor)
