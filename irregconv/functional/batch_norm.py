@@ -14,6 +14,50 @@ import torch
 from torch import Tensor, nn
 
 
+class _BatchStatsNorm(torch.autograd.Function):
+    """``(x - mean) * rsqrt(var + eps) * weight + bias`` with the batch's ``mean`` and biased ``var``, and the
+    closed-form backward: ``dx = rsqrt(var + eps) * weight * (g - mean(g) - xhat * mean(g * xhat))``.
+
+    Autograd through the elementwise forward took ~10 passes over ``[N, C]`` per layer; this takes 4, and its
+    sums are the same row-of-ones products as the forward's (thread-count independent).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], eps: float):
+        n = x.size(0)
+        ones = x.new_ones(1, n)
+        mean = (ones @ x) / n
+        centered = x - mean
+        var = (ones @ centered.square()) / n
+        inv_std = torch.rsqrt(var + eps)
+        xhat = centered.mul_(inv_std)
+        ctx.save_for_backward(xhat, inv_std, weight)
+        ctx.has_bias = bias is not None
+        out = xhat.clone() if weight is None else xhat * weight   # never the saved xhat: ReLU(inplace) follows
+        if bias is not None:
+            out.add_(bias)
+        ctx.mark_non_differentiable(mean, var)
+        return out, mean, var
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor, _grad_mean, _grad_var):
+        xhat, inv_std, weight = ctx.saved_tensors
+        n = xhat.size(0)
+        grad = grad.contiguous()
+        ones = grad.new_ones(1, n)
+        grad_bias = ones @ grad                      # [1, C]: sum of g
+        grad_weight = ones @ (grad * xhat)           # [1, C]: sum of g * xhat
+        coef = inv_std if weight is None else inv_std * weight
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.addcmul(-(grad_bias / n) * coef, grad, coef)
+            grad_x.addcmul_(xhat, (grad_weight / n) * coef, value=-1.0)
+        grad_w = grad_weight.reshape(-1) if weight is not None and ctx.needs_input_grad[1] else None
+        grad_b = grad_bias.reshape(-1) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b, None
+
+
 def batch_norm_rows(x: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor],
                     weight: Optional[Tensor], bias: Optional[Tensor], training: bool, momentum: float,
                     eps: float) -> Tensor:
@@ -30,23 +74,18 @@ def batch_norm_rows(x: Tensor, running_mean: Optional[Tensor], running_var: Opti
         if n == 1 and training:
             raise ValueError("batch_norm_rows: expected more than 1 row in training mode, got 1 "
                              "(as torch.nn.BatchNorm1d)")
-        ones = x.new_ones(1, n)
-        mean = (ones @ x) / n
-        centered = x - mean
-        var = (ones @ centered.square()) / n
+        out, mean, var = _BatchStatsNorm.apply(x, weight, bias, eps)
         if training and running_mean is not None:
             with torch.no_grad():
                 running_mean.mul_(1 - momentum).add_(mean.squeeze(0), alpha=momentum)
                 running_var.mul_(1 - momentum).add_(var.squeeze(0) * (n / (n - 1)), alpha=momentum)
-    else:
-        centered = x - running_mean
-        var = running_var
-    out = centered * torch.rsqrt(var + eps)
+        return out
+    # running statistics: one fused pass x * scale + shift, as torch's own CPU kernel computes it
+    scale = torch.rsqrt(running_var + eps)
     if weight is not None:
-        out = out * weight
-    if bias is not None:
-        out = out + bias
-    return out
+        scale = scale * weight
+    shift = -running_mean * scale if bias is None else bias - running_mean * scale
+    return torch.addcmul(shift, x, scale)
 
 
 def batch_norm_module_rows(module: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tensor:
