@@ -17,6 +17,9 @@ from torch import Tensor, nn
 from ...functional.graph import IdentityCache, build_gcn_rulebook, propagate, unpack_graph_inputs
 from ._common import check_channels, check_features, layer_repr
 
+#: the last normalised graph any GCNConv built (one entry: holds at most one graph alive)
+_SHARED_GRAPHS = IdentityCache()
+
 FLOWS = ("source_to_target", "target_to_source")
 
 
@@ -122,7 +125,11 @@ class GCNConv(nn.Module):
             result = build()  # the scale holds a graph back to edge_weight: one backward pass only
         else:
             options = (num_nodes, self.improved, self.add_self_loops, self.normalize, self.flow, dtype)
-            result = self._graph_cache.get_or_build((edge_index, edge_weight), options, build)
+            key = (edge_index, edge_weight)
+            # a miss asks the cache shared by all GCNConv layers before building: the layers of one model
+            # called with a new edge_index normalise it once, not once each (and share its transpose)
+            result = self._graph_cache.get_or_build(
+                key, options, lambda: _SHARED_GRAPHS.get_or_build(key, options, build))
         if self.cached:
             self._cached_rulebook = result
         return result

@@ -249,14 +249,28 @@ def test_uncached_reuses_the_rulebook_while_inputs_are_unchanged(monkeypatch):
     reference = GCNConv(5, 4)
     reference.load_state_dict(conv.state_dict())
     torch.testing.assert_close(out, reference(x, edge_index, edge_weight))
-    assert len(calls) == 6  # the reference layer built its own
+    assert len(calls) == 5  # the other layer found the same graph in the cache all GCNConv layers share
     conv.improved = True  # options are part of the key
     conv(x, edge_index, edge_weight)
-    assert len(calls) == 7
+    assert len(calls) == 6
     weight = edge_weight.clone().requires_grad_()
     conv(x, edge_index, weight).sum().backward()
     conv(x, edge_index, weight).sum().backward()  # a fresh scale (and autograd graph) on every call
-    assert len(calls) == 9 and weight.grad is not None
+    assert len(calls) == 8 and weight.grad is not None
+
+
+def test_layers_called_on_a_new_graph_normalise_it_once(monkeypatch):
+    calls = _count_builds(monkeypatch)
+    x, edge_index, _ = _graph(dtype=torch.float32)
+    first, second = GCNConv(5, 5), GCNConv(5, 3)
+    for _ in range(3):   # a new edge_index every step, as with sampled subgraphs
+        edges = edge_index.clone()
+        second(torch.relu(first(x, edges)), edges).sum().backward()
+    assert len(calls) == 3
+    second.add_self_loops = False   # different options: its own graph, the first layer's stays valid
+    edges = edge_index.clone()
+    second(torch.relu(first(x, edges)), edges)
+    assert len(calls) == 5
 
 
 def test_sparse_features_reuse_their_rulebook_across_dropout():
