@@ -40,7 +40,8 @@ class GCNConv(nn.Module):
         cached (bool): keep the normalised rulebook of the first call and reuse it for every later
             input, as PyG does (transductive learning on one graph; default: ``False``). Without it the
             rulebook is still reused while ``edge_index`` and ``edge_weight`` are the same unmodified
-            tensors, and rebuilt when they change.
+            tensors, and rebuilt when they change; the layers of a model share the last one built, so a
+            new graph is normalised once per step, not once per layer.
         add_self_loops (bool, optional): add the remaining self-loops; None means ``normalize``
             (default: None). Self-loops without normalisation are refused, as in PyG.
         normalize (bool): symmetric normalisation (default: ``True``); without it the edge weights are
