@@ -21,6 +21,14 @@ def check_int(owner: str, name: str, value, minimum: int = 1) -> int:
     return value
 
 
+def check_odd(owner: str, name: str, value, why: str) -> int:
+    """``value`` as an odd ``int`` >= 1; ``why`` says what needs the centre tap."""
+    value = check_int(owner, name, value)
+    if value % 2 == 0:
+        raise ValueError(f"{owner}: {name} must be odd ({why}), got {value}")
+    return value
+
+
 def check_float(owner: str, name: str, value, low: float, high: float) -> float:
     """``value`` as a float in the closed range ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._args import check_divisible, check_input, check_int, conv_extra_repr, to_pair
+from ._args import check_divisible, check_input, check_int, check_odd, conv_extra_repr, to_pair
 from ._counting import CountingMixin
 from ._dynamic import conv_output_size
+from ._init import init_like_conv_
 
 
 class BuiltKernelConv2d(CountingMixin, nn.Module):
@@ -45,10 +46,7 @@ class BuiltKernelConv2d(CountingMixin, nn.Module):
 
     def reset_parameters(self) -> None:
         """Kaiming-uniform (a = sqrt 5) over the learned taps, as ``nn.Conv2d``; uniform bias."""
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            bound = 1 / math.sqrt(self.weight[0].numel())
-            nn.init.uniform_(self.bias, -bound, bound)
+        init_like_conv_(self.weight, self.bias)
 
     def reparameterised_weight(self) -> Tensor:
         raise NotImplementedError
@@ -69,10 +67,7 @@ class BuiltKernelConv2d(CountingMixin, nn.Module):
 
 def odd_kernel(owner: str, kernel_size) -> int:
     """An odd int kernel size (the difference convs need a centre tap)."""
-    k = check_int(owner, "kernel_size", kernel_size)
-    if k % 2 == 0:
-        raise ValueError(f"{owner}: kernel_size must be odd (the differences are taken to the centre pixel), got {k}")
-    return k
+    return check_odd(owner, "kernel_size", kernel_size, "the differences are taken to the centre pixel")
 
 
 def scatter_taps(weight: Tensor, taps: Tensor, kernel_size: int) -> Tensor:

@@ -19,6 +19,7 @@ from ...functional.dense_conv import dense_conv, dense_conv_rulebook
 from ...rulebook import conv_output_shape, transposed_output_shape
 from ._args import check_divisible, check_int
 from ._counting import CountingMixin
+from ._init import init_like_conv_
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 # rulebooks kept per module: one per recent (input shape, device); a few suffice for train/eval sizes
@@ -87,11 +88,7 @@ class DenseConvNd(CountingMixin, nn.Module):
 
     def reset_parameters(self) -> None:
         """``torch.nn.Conv*``'s initialisation: Kaiming-uniform weight (a = sqrt 5), uniform bias."""
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.weight.size(1) * math.prod(self.kernel_size)
-            bound = 1 / math.sqrt(fan_in)
-            nn.init.uniform_(self.bias, -bound, bound)
+        init_like_conv_(self.weight, self.bias)
 
     def _check_input(self, x) -> None:
         owner = type(self).__name__

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._args import IntOrPair, check_divisible, check_input, check_int, conv_extra_repr, to_pair
+from ._args import IntOrPair, check_divisible, check_input, check_int, check_odd, conv_extra_repr, to_pair
 from ._counting import CountingMixin
 from ._dynamic import conv_output_size
 from ._reparam import conv_from, fold_batch_norm
@@ -59,9 +59,7 @@ class ACBlock2d(CountingMixin, nn.Module):
         owner = "ACBlock2d"
         self.in_channels = check_int(owner, "in_channels", in_channels)
         self.out_channels = check_int(owner, "out_channels", out_channels)
-        k = check_int(owner, "kernel_size", kernel_size)
-        if k % 2 == 0:
-            raise ValueError(f"{owner}: kernel_size must be odd (the 1 x k and k x 1 kernels are centred), got {k}")
+        k = check_odd(owner, "kernel_size", kernel_size, "the 1 x k and k x 1 kernels are centred")
         self.kernel_size = (k, k)
         self.stride = to_pair(owner, "stride", stride)
         self.padding = (k // 2, k // 2)

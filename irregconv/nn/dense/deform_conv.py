@@ -12,7 +12,6 @@ layer starts as an ordinary conv (v1) or as half of one (v2: masks ``sigmoid(0) 
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Tuple
 
 import torch
@@ -23,6 +22,7 @@ from ...rulebook import conv_output_shape
 from ._args import IntOrPair, check_divisible, check_input, check_int, conv_extra_repr, init_conv_geometry
 from ._counting import CountingMixin
 from ._dynamic import conv_output_size
+from ._init import init_like_conv_
 
 
 class DeformConv2d(CountingMixin, nn.Module):
@@ -85,10 +85,7 @@ class DeformConv2d(CountingMixin, nn.Module):
 
     def reset_parameters(self) -> None:
         """Main weight as ``nn.Conv2d``; the offset (and mask) conv at zero, as in both papers."""
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            bound = 1 / math.sqrt(self.weight[0].numel())
-            nn.init.uniform_(self.bias, -bound, bound)
+        init_like_conv_(self.weight, self.bias)
         nn.init.zeros_(self.offset_conv.weight)
         nn.init.zeros_(self.offset_conv.bias)
 

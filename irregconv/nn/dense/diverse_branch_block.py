@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._args import IntOrPair, check_input, check_int, conv_extra_repr, to_pair
+from ._args import IntOrPair, check_input, check_int, check_odd, conv_extra_repr, to_pair
 from ._counting import CountingMixin
 from ._dynamic import conv_output_size
 from ._reparam import conv_from, fold_batch_norm
@@ -73,9 +73,7 @@ class DiverseBranchBlock2d(CountingMixin, nn.Module):
         owner = "DiverseBranchBlock2d"
         self.in_channels = check_int(owner, "in_channels", in_channels)
         self.out_channels = check_int(owner, "out_channels", out_channels)
-        k = check_int(owner, "kernel_size", kernel_size)
-        if k % 2 == 0:
-            raise ValueError(f"{owner}: kernel_size must be odd (every branch is centred), got {k}")
+        k = check_odd(owner, "kernel_size", kernel_size, "every branch is centred")
         self.kernel_size = (k, k)
         self.stride = to_pair(owner, "stride", stride)
         self.padding = (k // 2, k // 2)

@@ -10,7 +10,6 @@ stores the composed kernel in a plain ``nn.Conv2d``.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
@@ -20,6 +19,7 @@ from torch import Tensor, nn
 from ._args import IntOrPair, check_input, check_int, conv_extra_repr, init_conv_geometry
 from ._counting import CountingMixin
 from ._dynamic import conv_output_size
+from ._init import init_like_conv_
 from ._reparam import conv_from
 
 
@@ -85,11 +85,8 @@ class DOConv2d(CountingMixin, nn.Module):
 
     def reset_parameters(self) -> None:
         """``W`` as ``nn.Conv2d`` initialises its kernel (fan-in ``C_in D_mul``), ``D_delta = 0``."""
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        init_like_conv_(self.weight, self.bias, fan_in=self.in_channels * self.depth_multiplier)
         nn.init.zeros_(self.depthwise)
-        if self.bias is not None:
-            bound = 1.0 / math.sqrt(self.in_channels * self.depth_multiplier)
-            nn.init.uniform_(self.bias, -bound, bound)
 
     def composed_weight(self) -> Tensor:
         """The folded kernel ``W' [C_out, C_in, kh, kw]``."""

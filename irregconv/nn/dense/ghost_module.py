@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ._args import IntOrPair, check_input, check_int, to_pair
+from ._args import IntOrPair, check_input, check_int, check_odd, to_pair
 from ._counting import CountingMixin
 from ._dynamic import conv_output_size
 
@@ -65,10 +65,7 @@ class GhostModule(CountingMixin, nn.Module):
         self.stride = to_pair(owner, "stride", stride)
         self.padding = tuple(k // 2 for k in self.kernel_size)
         self.ratio = check_int(owner, "ratio", ratio, minimum=2)
-        self.dw_size = check_int(owner, "dw_size", dw_size)
-        if dw_size % 2 == 0:
-            raise ValueError(f"{owner}: dw_size must be odd (the ghost maps keep the intrinsic maps' size), "
-                             f"got {dw_size}")
+        self.dw_size = check_odd(owner, "dw_size", dw_size, "the ghost maps keep the intrinsic maps' size")
         self.relu = relu
         self.init_channels = math.ceil(out_channels / ratio)
         ghosts = self.init_channels * (ratio - 1)

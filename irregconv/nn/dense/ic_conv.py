@@ -8,15 +8,15 @@ union of the dilated taps whose weights are zero off each channel's own pattern.
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._args import IntOrPair, check_input, check_int, to_pair
+from ._args import IntOrPair, check_input, check_int, check_odd, to_pair
 from ._counting import CountingMixin
+from ._init import init_like_conv_
 
 Pattern = Mapping[Tuple[int, int], int]
 _DEFAULT_DILATIONS = ((1, 1), (1, 2), (2, 1), (2, 2))
@@ -73,9 +73,7 @@ class ICConv2d(CountingMixin, nn.Module):
         owner = "ICConv2d"
         self.in_channels = check_int(owner, "in_channels", in_channels)
         self.out_channels = check_int(owner, "out_channels", out_channels)
-        k = check_int(owner, "kernel_size", kernel_size)
-        if k % 2 == 0:
-            raise ValueError(f"{owner}: kernel_size must be odd (every dilation keeps the kernel centred), got {k}")
+        k = check_odd(owner, "kernel_size", kernel_size, "every dilation keeps the kernel centred")
         self.kernel_size = (k, k)
         self.stride = to_pair(owner, "stride", stride)
         self.pattern = self._check_pattern(owner, _default_pattern(out_channels) if pattern is None else pattern)
@@ -100,10 +98,7 @@ class ICConv2d(CountingMixin, nn.Module):
 
     def reset_parameters(self) -> None:
         """Initialise as ``nn.Conv2d`` would."""
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            bound = 1.0 / math.sqrt(self.weight[0].numel())
-            nn.init.uniform_(self.bias, -bound, bound)
+        init_like_conv_(self.weight, self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(type(self).__name__, x, self.in_channels)

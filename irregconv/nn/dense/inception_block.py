@@ -16,7 +16,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from ._args import check_divisible, check_input, check_int
+from ._args import check_divisible, check_input, check_int, check_odd
 from ._counting import CountingMixin
 
 Kernel = Tuple[int, int]
@@ -74,9 +74,7 @@ class InceptionBlock(CountingMixin, nn.Module):
         owner = type(self).__name__
         self.in_channels = check_int(owner, "in_channels", in_channels)
         self.out_channels = check_int(owner, "out_channels", out_channels)
-        self.kernel_size = check_int(owner, "kernel_size", kernel_size)
-        if kernel_size % 2 == 0:
-            raise ValueError(f"{owner}: kernel_size must be odd (same padding), got {kernel_size}")
+        self.kernel_size = check_odd(owner, "kernel_size", kernel_size, "same padding")
         if version not in (1, 3):
             raise ValueError(f"{owner}: version must be 1 or 3, got {version!r}")
         self.version = version

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._args import check_divisible, check_input, check_int
+from ._args import check_divisible, check_input, check_int, check_odd
 from ._counting import CountingMixin
 
 
@@ -61,9 +61,7 @@ class Involution2d(CountingMixin, nn.Module):
         if in_channels != out_channels:
             raise ValueError(f"{owner}: involution keeps the channel count, so out_channels must equal "
                              f"in_channels={in_channels}, got {out_channels}; add a 1x1 conv to change it")
-        k = check_int(owner, "kernel_size", kernel_size)
-        if k % 2 == 0:
-            raise ValueError(f"{owner}: kernel_size must be odd (the kernel is centred on its pixel), got {k}")
+        k = check_odd(owner, "kernel_size", kernel_size, "the kernel is centred on its pixel")
         self.kernel_size = (k, k)
         self.stride = check_int(owner, "stride", stride)
         self.reduction = check_int(owner, "reduction", reduction)

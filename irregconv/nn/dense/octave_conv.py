@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from ._args import IntOrPair, check_float, check_int, conv_extra_repr, same_padding, to_pair
 from ._counting import CountingMixin
 from ._dynamic import conv_output_size
+from ._init import init_like_conv_
 
 OctaveTensor = Union[Tensor, Tuple[Tensor, Tensor]]
 
@@ -102,10 +103,7 @@ class OctaveConv2d(CountingMixin, nn.Module):
 
     def reset_parameters(self) -> None:
         """Initialise the whole weight as ``nn.Conv2d`` would."""
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            bound = 1.0 / math.sqrt(self.weight[0].numel())
-            nn.init.uniform_(self.bias, -bound, bound)
+        init_like_conv_(self.weight, self.bias)
 
     def _conv(self, x: Tensor, rows: slice, cols: slice) -> Tensor:
         bias = None if self.bias is None else self.bias[rows]

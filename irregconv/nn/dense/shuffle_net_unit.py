@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._args import check_divisible, check_input, check_int
+from ._args import check_divisible, check_input, check_int, check_odd
 from ._counting import CountingMixin
 from ._dynamic import conv_output_size
 from .channel_shuffle import ChannelShuffle
@@ -55,9 +55,7 @@ class ShuffleNetUnit(CountingMixin, nn.Module):
         owner = type(self).__name__
         self.in_channels = check_int(owner, "in_channels", in_channels)
         self.out_channels = check_int(owner, "out_channels", out_channels)
-        self.kernel_size = check_int(owner, "kernel_size", kernel_size)
-        if kernel_size % 2 == 0:
-            raise ValueError(f"{owner}: kernel_size must be odd (same padding), got {kernel_size}")
+        self.kernel_size = check_odd(owner, "kernel_size", kernel_size, "same padding")
         self.stride = check_int(owner, "stride", stride)
         if stride not in (1, 2):
             raise ValueError(f"{owner}: stride must be 1 (add) or 2 (concat), got {stride}")
