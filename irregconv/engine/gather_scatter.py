@@ -9,7 +9,7 @@ rulebooks. The kernel for an offset is chosen from the rulebook, never by the ca
   the output;
 * injective offsets (every convolution: one pair per output row per offset) are processed in chunks of
   consecutive offsets: one gather of the chunk's input rows into a reused scratch buffer
-  (:mod:`~irregconv.engine.workspace`), one matmul per offset into a second buffer, one scatter of the
+  (:mod:`~irregconv.workspace`), one matmul per offset into a second buffer, one scatter of the
   whole chunk (:func:`~irregconv.engine.backends.scatter_add_rows`: each output row summed by one thread
   in offset order, so no atomics and no dependence on the thread count);
 * non-injective offsets (graph edges) are CSR sparse-matrix products over pairs sorted by output,
@@ -31,8 +31,7 @@ from torch.autograd.function import once_differentiable
 from ..rulebook import Rulebook
 from .backends import csr_rows_add, scatter_add_rows
 from .reference import apply_weight
-from .workspace import CHUNK_BYTES, scratch_rows
-
+from ..workspace import CHUNK_BYTES, scratch_rows
 
 
 def _apply_weight_t(grad: Tensor, weight_k: Optional[Tensor], out: Optional[Tensor] = None) -> Tensor:
@@ -43,7 +42,7 @@ def _apply_weight_t(grad: Tensor, weight_k: Optional[Tensor], out: Optional[Tens
         return torch.mm(grad, weight_k.t(), out=out) if out is not None else grad @ weight_k.t()
     groups, cin, cout = weight_k.shape
     if cin == 1 and cout == 1:
-        return torch.mul(grad, weight_k.reshape(groups), out=out) if out is not None else grad * weight_k.reshape(groups)
+        return torch.mul(grad, weight_k.reshape(groups), out=out)
     result = torch.bmm(grad.reshape(-1, groups, cout).transpose(0, 1),
                        weight_k.transpose(1, 2)).transpose(0, 1).reshape(-1, groups * cin)
     return out.copy_(result) if out is not None else result
@@ -98,11 +97,12 @@ def _centre(rulebook: Rulebook, pair_scale: Optional[Tensor]) -> Optional[int]:
     return rulebook.identity_offset if pair_scale is None else None
 
 
-def _chunks(rulebook: Rulebook, skip: Optional[int], row_bytes: int) -> List[Tuple[int, int, tuple]]:
+def _chunks(rulebook: Rulebook, skip: Optional[int], row_bytes: int) -> List[Tuple[int, int, tuple, tuple]]:
     """Runs of consecutive offsets (``skip`` left out) whose gathered rows fit a scratch buffer.
 
-    Returns ``(start, end, ((k, s, e), ...))`` per chunk: pairs ``start:end`` of the rulebook. An offset
-    larger than the buffer gets a chunk of its own.
+    Returns ``(start, end, ((k, s, e), ...), ((s - start, e - start), ...))`` per chunk: pairs
+    ``start:end`` of the rulebook, its offsets, and their rows within the chunk. An offset larger than the
+    buffer gets a chunk of its own.
     """
     rows_limit = max(1, CHUNK_BYTES // max(row_bytes, 1))
     key = ("chunks", skip, rows_limit)
@@ -118,7 +118,9 @@ def _chunks(rulebook: Rulebook, skip: Optional[int], row_bytes: int) -> List[Tup
             run.append((k, s, e))
         if run:
             runs.append(run)
-        chunks = rulebook._derived[key] = [(run[0][1], run[-1][2], tuple(run)) for run in runs]
+        chunks = rulebook._derived[key] = [
+            (run[0][1], run[-1][2], tuple(run), tuple((s - run[0][1], e - run[0][1]) for _, s, e in run))
+            for run in runs]
     return chunks
 
 
@@ -127,16 +129,11 @@ def _per_offset(x: Tensor, weight: Optional[Tensor], chunk: tuple, name: str, ch
     """Each offset's rows of the gathered ``x`` times its weight (or its adjoint), into scratch ``name``."""
     if weight is None:
         return x
-    start, _, offsets = chunk
+    start, _, offsets, _ = chunk
     out = scratch_rows(name, x.size(0), channels, x)
     for k, s, e in offsets:
         (_apply_weight_t if adjoint else apply_weight)(x[s - start:e - start], weight[k], out=out[s - start:e - start])
     return out
-
-
-def _slices(chunk: tuple) -> List[Tuple[int, int]]:
-    start, _, offsets = chunk
-    return [(s - start, e - start) for _, s, e in offsets]
 
 
 def _gather(name: str, source: Tensor, index: Tensor) -> Tensor:
@@ -155,11 +152,11 @@ def _forward_pairs(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional
         out = feats.clone() if weight is None else apply_weight(feats, weight[centre]).contiguous()
     row_bytes = max(feats.size(1), c_out) * feats.element_size()
     for chunk in _chunks(rulebook, centre, row_bytes):
-        start, end, _ = chunk
+        start, end, _, rows = chunk
         msg = _per_offset(_gather("in", feats, rulebook.in_idx[start:end]), weight, chunk, "msg", c_out)
         if pair_scale is not None:
             msg.mul_(pair_scale[start:end].unsqueeze(1))
-        scatter_add_rows(out, rulebook.out_idx[start:end], msg, _slices(chunk))
+        scatter_add_rows(out, rulebook.out_idx[start:end], msg, rows)
     return out
 
 
@@ -181,7 +178,7 @@ def _backward_pairs(feats: Tensor, weight: Optional[Tensor], pair_scale: Optiona
         grad_scale = torch.zeros_like(pair_scale)
     row_bytes = max(feats.size(1), grad_out.size(1)) * feats.element_size()
     for chunk in _chunks(rulebook, centre, row_bytes):
-        start, end, offsets = chunk
+        start, end, offsets, rows = chunk
         g = _gather("grad", grad_out, rulebook.out_idx[start:end])
         x = _gather("in", feats, rulebook.in_idx[start:end]) if (need_weight or need_scale) else None
         for k, s, e in offsets if need_scale else ():
@@ -193,7 +190,7 @@ def _backward_pairs(feats: Tensor, weight: Optional[Tensor], pair_scale: Optiona
             grad_weight[k] = _weight_grad(x[s - start:e - start], g[s - start:e - start], weight[k])
         if need_feats:
             grad_in = _per_offset(g, weight, chunk, "grad_in", feats.size(1), adjoint=True)
-            scatter_add_rows(grad_feats, rulebook.in_idx[start:end], grad_in, _slices(chunk))
+            scatter_add_rows(grad_feats, rulebook.in_idx[start:end], grad_in, rows)
     return grad_feats, grad_weight, grad_scale
 
 

@@ -25,7 +25,7 @@ def apply_weight(x: Tensor, weight_k: Optional[Tensor], out: Optional[Tensor] = 
         return torch.mm(x, weight_k, out=out) if out is not None else x @ weight_k
     groups, cin, cout = weight_k.shape
     if cin == 1 and cout == 1:  # depthwise: an elementwise product
-        return torch.mul(x, weight_k.reshape(groups), out=out) if out is not None else x * weight_k.reshape(groups)
+        return torch.mul(x, weight_k.reshape(groups), out=out)
     result = torch.bmm(x.reshape(-1, groups, cin).transpose(0, 1), weight_k).transpose(0, 1).reshape(-1, groups * cout)
     return out.copy_(result) if out is not None else result
 

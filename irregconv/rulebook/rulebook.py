@@ -20,6 +20,7 @@ from torch import Tensor
 
 from ..typing import WITH_NUMBA
 from .._numba import kernels
+from ..workspace import scratch_rows
 
 
 @dataclass(frozen=True)
@@ -156,9 +157,9 @@ def use_numba(tensor: Tensor) -> bool:
 
 
 def neighbor_map_buffer(name: str, num_offsets: int, num_out: int) -> Tensor:
-    """An uninitialised ``[K, N_out]`` int32 CPU neighbour map from the engine's reused scratch buffers (a fresh
-    int64 map cost the builders as much in page faults as filling it). Valid until the next call with ``name``."""
-    from ..engine.workspace import scratch_rows   # at call time: the engine package imports this one
+    """An uninitialised ``[K, N_out]`` int32 CPU neighbour map from the reused scratch buffers of
+    :mod:`irregconv.workspace` (a fresh int64 map cost the builders as much in page faults as filling it).
+    Valid until the next call with ``name``."""
     return scratch_rows(name, num_offsets, num_out, torch.empty(0, dtype=torch.int32))
 
 

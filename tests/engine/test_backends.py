@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from irregconv.engine import gather_scatter
-from irregconv.engine import workspace
+from irregconv import workspace
 from irregconv.engine.backends import csr_rows_add, rows, scatter_add_rows
 from irregconv.testing import RULEBOOK_KINDS
 from irregconv.testing.oracles import random_rulebook

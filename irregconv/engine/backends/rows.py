@@ -27,46 +27,11 @@ from ...typing import WITH_NUMBA
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
 _NUMBA_DTYPES = (torch.float32, torch.float64)
-_kernel = None
-_csr_kernel = None
 
 
-def _numba_kernel():
-    global _kernel
-    if _kernel is None:
-        import numba
-
-        @numba.njit(parallel=True, cache=True)
-        def scatter_add_owned(out, idx, src, blocks):
-            num_rows, channels = out.shape
-            for b in numba.prange(blocks):
-                lo = num_rows * b // blocks
-                hi = num_rows * (b + 1) // blocks
-                for p in range(idx.shape[0]):
-                    o = idx[p]
-                    if lo <= o < hi:
-                        for c in range(channels):
-                            out[o, c] += src[p, c]
-        _kernel = scatter_add_owned
-    return _kernel
-
-
-def _numba_csr_kernel():
-    global _csr_kernel
-    if _csr_kernel is None:
-        import numba
-
-        @numba.njit(parallel=True, cache=True)
-        def csr_rows_add(out, crow, col, values, src):
-            channels = out.shape[1]
-            for o in numba.prange(out.shape[0]):
-                for q in range(crow[o], crow[o + 1]):
-                    i = col[q]
-                    v = values[q]
-                    for c in range(channels):
-                        out[o, c] += v * src[i, c]
-        _csr_kernel = csr_rows_add
-    return _csr_kernel
+def _kernels():
+    """The numba kernel module, with numba's thread count matched to torch's (see irregconv/_numba.py)."""
+    return kernels("irregconv.engine.backends._numba_kernels")
 
 
 def _numba_serves(out: Tensor, src: Tensor) -> bool:
@@ -81,17 +46,12 @@ def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Optional[Tensor
     replaced torch's sparse CSR product, whose per-call setup cost ~0.1 ms, more than the whole aggregation
     of Cora's 13k edges at 16 channels; elsewhere it is that product (``values`` None means ones).
     """
+    values = torch.ones(col.numel(), dtype=src.dtype, device=src.device) if values is None else values.to(src.dtype)
     if _numba_serves(out, src):
-        kernels("numba")
-        if values is None:
-            values = torch.ones(col.numel(), dtype=src.dtype)
-        _numba_csr_kernel()(out.numpy(), crow.numpy(), col.numpy(), values.to(src.dtype).contiguous().numpy(),
-                            src.contiguous().numpy())
+        _kernels().csr_rows_add(out.numpy(), crow.numpy(), col.numpy(), values.contiguous().numpy(),
+                                src.contiguous().numpy())
         return out
-    if values is None:
-        values = torch.ones(col.numel(), dtype=src.dtype, device=src.device)
-    adjacency = torch.sparse_csr_tensor(crow, col, values.to(src.dtype), (out.size(0), src.size(0)),
-                                        check_invariants=False)
+    adjacency = torch.sparse_csr_tensor(crow, col, values, (out.size(0), src.size(0)), check_invariants=False)
     return out.add_(adjacency @ src)
 
 
@@ -106,10 +66,9 @@ def scatter_add_rows(out: Tensor, idx: Tensor, src: Tensor, fallback_slices: Ite
             indices; used off the numba path.
     """
     if _numba_serves(out, src):
-        kernels("numba")  # matches numba's thread count to torch's (see irregconv/_numba.py)
-        import numba
-        blocks = max(1, min(numba.get_num_threads(), out.size(0)))
-        _numba_kernel()(out.numpy(), idx.numpy(), src.contiguous().numpy(), blocks)
+        module = _kernels()
+        blocks = max(1, min(module.numba.get_num_threads(), out.size(0)))
+        module.scatter_add_owned(out.numpy(), idx.numpy(), src.contiguous().numpy(), blocks)
         return out
     for start, end in fallback_slices:
         out.index_add_(0, idx[start:end], src[start:end])

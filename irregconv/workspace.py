@@ -1,4 +1,5 @@
-"""Row buffers the engine reuses across calls (per thread), like a caching allocator for the CPU.
+"""Scratch buffers the engine and the rulebook builders reuse across calls (per thread), like a caching
+allocator for the CPU.
 
 A sparse conv layer gathers tens of MB of rows into scratch buffers. Fresh large allocations come from
 ``mmap`` and every page faults on first touch: on a 41k-voxel KITTI scan that cost more than the gather
