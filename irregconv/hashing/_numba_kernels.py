@@ -76,3 +76,17 @@ def lookup_neighbors(slots_key, slots_val, coords, displacements, radices):
                 key = key * radices[a + 1] + c
             out[k, i] = _find(slots_key, slots_val, key, mask) if inside else -1
     return out
+
+
+@numba.njit(parallel=True, cache=True)
+def unpack(keys, spatial_shape):
+    """``coords [N, 1 + D]`` int32 of ``keys [N]`` packed over ``(batch, *spatial_shape)``."""
+    dims = spatial_shape.shape[0]
+    coords = np.empty((keys.shape[0], dims + 1), dtype=np.int32)
+    for i in numba.prange(keys.shape[0]):
+        rest = keys[i]
+        for a in range(dims - 1, -1, -1):
+            coords[i, a + 1] = rest % spatial_shape[a]
+            rest //= spatial_shape[a]
+        coords[i, 0] = rest
+    return coords

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from typing import Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from .._numba import kernels
+from ..typing import WITH_NUMBA
 
 #: Largest key space (product of batch size and spatial extents) that fits an int64 key.
 MAX_KEY_SPACE = 2 ** 62
@@ -66,6 +70,9 @@ def pack_keys(coords: Tensor, spatial_shape: Sequence[int], batch_size: int, che
 
 def unpack_keys(keys: Tensor, spatial_shape: Sequence[int]) -> Tensor:
     """Inverse of :func:`pack_keys`: ``keys [N]`` -> ``coords [N, 1 + D]`` int32."""
+    if WITH_NUMBA and keys.device.type == "cpu":
+        shape = np.asarray([int(s) for s in spatial_shape], dtype=np.int64)
+        return torch.from_numpy(kernels("irregconv.hashing._numba_kernels").unpack(keys.long().numpy(), shape))
     cols = []
     rest = keys.long()
     for extent in reversed([int(s) for s in spatial_shape]):

@@ -79,35 +79,103 @@ def merge_neighbors(sorted_keys, order, coords, displacements, radices, half, mi
             j += np.int64(key <= query)
 
 
+@numba.njit(cache=True, inline="always")
+def _valid_axis_outputs(coords, i, axis_taps, axis_counts, stride, padding, dilation, out_shape, transposed,
+                        valid_count, valid_tap, valid_out):
+    """For input ``i`` and each axis ``a``: the ``valid_count[a]`` distinct tap values (indices into
+    ``axis_taps[a]``, in ``valid_tap[a]``) that reach an output coordinate (``valid_out[a]``). Returns
+    False when some axis has none."""
+    for a in range(axis_taps.shape[0]):
+        x = np.int64(coords[i, a + 1])
+        c = 0
+        for u in range(axis_counts[a]):
+            tap = axis_taps[a, u] * dilation[a]
+            if transposed:
+                o = x * stride[a] - padding[a] + tap
+            else:
+                numer = x + padding[a] - tap
+                o = numer // stride[a] if numer >= 0 and numer % stride[a] == 0 else -1
+            if 0 <= o < out_shape[a]:
+                valid_tap[a, c] = u
+                valid_out[a, c] = o
+                c += 1
+        if c == 0:
+            return False
+        valid_count[a] = c
+    return True
+
+
+@numba.njit(cache=True, inline="always")
+def _next_combination(position, valid_count):
+    """Advance the odometer ``position`` over the valid values of every axis; False after the last."""
+    for a in range(position.shape[0] - 1, -1, -1):
+        position[a] += 1
+        if position[a] < valid_count[a]:
+            return True
+        position[a] = 0
+    return False
+
+
 @numba.njit(parallel=True, cache=True)
-def candidate_keys(coords, taps, stride, padding, dilation, out_shape, transposed):
-    """Key (over ``(batch, *out_shape)``) of the output site each input reaches through each tap, or -1.
+def candidate_pairs(coords, tap_of, axis_taps, axis_counts, stride, padding, dilation, out_shape, transposed,
+                    num_k, blocks):
+    """Every (tap, input) that reaches an output site: ``keys [V]`` (over ``(batch, *out_shape)``),
+    ``inputs [V]`` and ``counts [K]``, grouped by tap, inputs ascending within a tap.
 
     Strided: ``o = (x + padding - tap * dilation) / stride`` when divisible; transposed:
-    ``o = x * stride - padding + tap * dilation``; valid when inside ``out_shape``.
+    ``o = x * stride - padding + tap * dilation``; valid when inside ``out_shape``. Each axis is solved
+    once per distinct tap value, and only combinations of valid values are visited (``tap_of`` maps a
+    combination, flattened over ``axis_counts``, to its tap or -1): about 3.4 of the 27 taps of a
+    stride-2 3x3x3 cube per input. Two passes over the inputs in ``blocks`` ranges: count, then fill at
+    per-(tap, block) cursors.
     """
     n = coords.shape[0]
-    num_k, dims = taps.shape
-    keys = np.empty((num_k, n), dtype=np.int64)
-    for i in numba.prange(n):
-        for k in range(num_k):
-            key = np.int64(coords[i, 0])
-            for a in range(dims):
-                x = np.int64(coords[i, a + 1])
-                if transposed:
-                    o = x * stride[a] - padding[a] + taps[k, a] * dilation[a]
-                else:
-                    numer = x + padding[a] - taps[k, a] * dilation[a]
-                    if numer < 0 or numer % stride[a] != 0:
-                        key = -1
-                        break
-                    o = numer // stride[a]
-                if o < 0 or o >= out_shape[a]:
-                    key = -1
-                    break
-                key = key * out_shape[a] + o
-            keys[k, i] = key
-    return keys
+    dims, width = axis_taps.shape
+    # per-block rows [blocks, K], copied into block-local arrays while a block runs: counters that two
+    # threads update in one cache line cost half the speed
+    block_counts = np.zeros((blocks, num_k), dtype=np.int64)
+    cursor = np.empty((blocks, num_k), dtype=np.int64)
+    counts = np.zeros(num_k, dtype=np.int64)
+    keys = np.empty(0, dtype=np.int64)
+    inputs = np.empty(0, dtype=np.int64)
+    for fill in range(2):
+        if fill:
+            total = 0
+            for k in range(num_k):
+                for b in range(blocks):
+                    cursor[b, k] = total
+                    total += block_counts[b, k]
+                    counts[k] += block_counts[b, k]
+            keys = np.empty(total, dtype=np.int64)
+            inputs = np.empty(total, dtype=np.int64)
+        for b in numba.prange(blocks):
+            valid_count = np.empty(dims, dtype=np.int64)
+            valid_tap = np.empty((dims, width), dtype=np.int64)
+            valid_out = np.empty((dims, width), dtype=np.int64)
+            position = np.zeros(dims, dtype=np.int64)
+            local = cursor[b].copy() if fill else np.zeros(num_k, dtype=np.int64)
+            for i in range(n * b // blocks, n * (b + 1) // blocks):
+                if not _valid_axis_outputs(coords, i, axis_taps, axis_counts, stride, padding, dilation, out_shape,
+                                           transposed, valid_count, valid_tap, valid_out):
+                    continue
+                more = True
+                while more:
+                    flat = 0
+                    for a in range(dims):
+                        flat = flat * axis_counts[a] + valid_tap[a, position[a]]
+                    k = tap_of[flat]
+                    if k >= 0:
+                        if fill:
+                            key = np.int64(coords[i, 0])
+                            for a in range(dims):
+                                key = key * out_shape[a] + valid_out[a, position[a]]
+                            keys[local[k]] = key
+                            inputs[local[k]] = i
+                        local[k] += 1
+                    more = _next_combination(position, valid_count)
+            if not fill:
+                block_counts[b] = local
+    return keys, inputs, counts
 
 
 @numba.njit(cache=True)
@@ -155,6 +223,33 @@ def _counting_pass(keys, size, src, dst):
         v = keys[src[p]]
         dst[starts[v]] = src[p]
         starts[v] += 1
+
+
+@numba.njit(cache=True)
+def argsort_keys(keys, key_bound):
+    """Stable ascending sort of non-negative ``keys < key_bound``: ``(sorted_keys, order)``. An LSD radix
+    sort of 12-bit digits moving keys and positions together, two passes for keys below 2^24 (1.1 ms for
+    the 142k candidates of a stride-2 layer on a 41k-voxel KITTI scan; torch's stable sort took 2.0 ms)."""
+    n = keys.shape[0]
+    order, order_next = np.arange(n), np.empty(n, dtype=np.int64)
+    current, current_next = keys.copy(), np.empty(n, dtype=np.int64)
+    shift = 0
+    while shift == 0 or (key_bound - 1) >> shift > 0:
+        starts = np.zeros(4097, dtype=np.int64)
+        for p in range(n):
+            starts[((current[p] >> shift) & 4095) + 1] += 1
+        for v in range(4096):
+            starts[v + 1] += starts[v]
+        for p in range(n):
+            digit = (current[p] >> shift) & 4095
+            q = starts[digit]
+            current_next[q] = current[p]
+            order_next[q] = order[p]
+            starts[digit] = q + 1
+        current, current_next = current_next, current
+        order, order_next = order_next, order
+        shift += 12
+    return current, order
 
 
 @numba.njit(cache=True)

@@ -32,20 +32,39 @@ def conv_output_shape(spatial_shape: Sequence[int], kernel_size: Sequence[int], 
     return out
 
 
-def candidate_keys(coords: Tensor, region: KernelRegion, stride: Sequence[int], padding: Sequence[int],
-                   dilation: Sequence[int], out_shape: Sequence[int], transposed: bool) -> Tensor:
-    """``[K, N]`` int64 key (over ``(batch, *out_shape)``) of the output site input ``i`` reaches through tap
-    ``k``, or -1 when it reaches none.
+def _axis_taps(region: KernelRegion) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct tap values of each axis: ``axis_taps [D, U]`` (padded), ``axis_counts [D]``, and
+    ``tap_of``: the tap of each combination of per-axis value indices (flattened in C order), or -1."""
+    taps = region.taps.numpy()
+    per_axis = [np.unique(taps[:, a], return_inverse=True) for a in range(taps.shape[1])]
+    axis_counts = np.array([len(values) for values, _ in per_axis], dtype=np.int64)
+    axis_taps = np.zeros((taps.shape[1], axis_counts.max()), dtype=np.int64)
+    for a, (values, _) in enumerate(per_axis):
+        axis_taps[a, :len(values)] = values
+    flat = np.ravel_multi_index(tuple(inverse.reshape(-1) for _, inverse in per_axis), tuple(axis_counts))
+    tap_of = np.full(int(np.prod(axis_counts)), -1, dtype=np.int64)
+    tap_of[flat] = np.arange(taps.shape[0])
+    return tap_of, axis_taps, axis_counts
+
+
+def candidates(coords: Tensor, region: KernelRegion, stride: Sequence[int], padding: Sequence[int],
+               dilation: Sequence[int], out_shape: Sequence[int], transposed: bool) -> Tuple[Tensor, Tensor, Tensor]:
+    """Every (tap, input) that reaches an output site.
 
     Strided: ``o = (x + padding - tap * dilation) / stride`` when that divides exactly; transposed:
     ``o = x * stride - padding + tap * dilation``; valid when inside ``out_shape``.
+
+    Returns:
+        ``(keys [V], inputs [V], counts [K])``: the output site's key over ``(batch, *out_shape)`` and the
+        input row of each candidate, grouped by tap (``counts`` per tap), inputs ascending within a tap.
     """
     if use_numba(coords):
         _numba_kernels = kernels("irregconv.rulebook._numba_kernels")
         as_array = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
-        keys = _numba_kernels.candidate_keys(coords.contiguous().numpy(), region.taps.numpy(), as_array(stride),
-                                             as_array(padding), as_array(dilation), as_array(out_shape), transposed)
-        return torch.from_numpy(keys)
+        found = _numba_kernels.candidate_pairs(
+            coords.contiguous().numpy(), *_axis_taps(region), as_array(stride), as_array(padding),
+            as_array(dilation), as_array(out_shape), transposed, region.volume, 8 * torch.get_num_threads())
+        return tuple(torch.from_numpy(a) for a in found)
     dev = coords.device
     x = coords[:, 1:].long().unsqueeze(0)
     tap = (region.taps * torch.tensor(dilation)).to(dev).unsqueeze(1)
@@ -60,38 +79,38 @@ def candidate_keys(coords: Tensor, region: KernelRegion, stride: Sequence[int], 
     valid &= (out < torch.tensor(out_shape, device=dev)).all(dim=2)
     sites = torch.cat([coords[:, :1].long().expand(out.size(0), -1, -1), out.clamp(min=0)], dim=2)
     keys = pack_keys(sites.reshape(-1, sites.size(2)), out_shape, 1 << 20, check=False).reshape(valid.shape)
-    return torch.where(valid, keys, torch.full_like(keys, -1))
+    inputs = valid.nonzero()[:, 1]
+    return keys[valid], inputs, valid.sum(dim=1)
 
 
-def rulebook_to_new_sites(coords: Tensor, keys: Tensor, out_shape: Sequence[int], geometry: Geometry):
-    """Output sites are every valid candidate; pairs link each input to its candidates.
+def rulebook_to_new_sites(coords: Tensor, found: Tuple[Tensor, Tensor, Tensor], out_shape: Sequence[int],
+                          geometry: Geometry):
+    """Output sites are every candidate's site; pairs link each input to the sites it reaches.
 
     Args:
         coords (Tensor): ``[N, 1 + D]`` input sites.
-        keys (Tensor): ``[K, N]`` candidate output keys from :func:`candidate_keys` (-1 = none).
+        found: ``(keys [V], inputs [V], counts [K])`` from :func:`candidates`.
 
     Returns:
         (Rulebook, Tensor): the rulebook and the output sites ``[N_out, 1 + D]`` int32, sorted by
         (batch, *spatial) so the order never depends on thread scheduling.
     """
+    keys, inputs, counts = found
+    offsets = torch.repeat_interleave(torch.arange(counts.numel(), device=keys.device), counts)
     if use_numba(keys):
-        # candidates compacted in parallel, sorted by torch, ranked and scattered in parallel: the serial
-        # hash-and-argsort this replaced took 13 of the 19 ms of a stride-2 layer on a 41k-voxel KITTI scan
+        # candidates radix-sorted, ranked and scattered in parallel: the serial hash-and-argsort this
+        # replaced took 13 of the 19 ms of a stride-2 layer on a 41k-voxel KITTI scan
         _numba_kernels = kernels("irregconv.rulebook._numba_kernels")
-        values, inputs, counts = (torch.from_numpy(a) for a in
-                                  _numba_kernels.compact_neighbors(keys.contiguous().numpy()))
-        offsets = torch.repeat_interleave(torch.arange(keys.size(0)), counts)
-        sorted_keys, order = torch.sort(values, stable=True)
-        rank, unique_keys = _numba_kernels.rank_sorted(sorted_keys.numpy())
+        key_bound = (int(coords[:, 0].max()) + 1 if coords.size(0) else 1) * int(np.prod(out_shape))
+        sorted_keys, order = _numba_kernels.argsort_keys(keys.numpy(), key_bound)
+        rank, unique_keys = _numba_kernels.rank_sorted(sorted_keys)
         unique_keys = torch.from_numpy(unique_keys)
-        neighbors = neighbor_map_buffer("strided", keys.size(0), unique_keys.numel())
-        _numba_kernels.fill_new_neighbors(rank, order.numpy(), offsets.numpy(), inputs.numpy(), neighbors.numpy())
+        neighbors = neighbor_map_buffer("strided", counts.numel(), unique_keys.numel())
+        _numba_kernels.fill_new_neighbors(rank, order, offsets.numpy(), inputs.numpy(), neighbors.numpy())
     else:
-        valid = keys >= 0
-        unique_keys = torch.unique(keys[valid], sorted=True)
-        k_idx, in_idx = valid.nonzero(as_tuple=True)
-        neighbors = torch.full((keys.size(0), unique_keys.numel()), -1, dtype=torch.long, device=keys.device)
-        neighbors[k_idx, torch.searchsorted(unique_keys, keys[k_idx, in_idx])] = in_idx
+        unique_keys = torch.unique(keys, sorted=True)
+        neighbors = torch.full((counts.numel(), unique_keys.numel()), -1, dtype=torch.long, device=keys.device)
+        neighbors[offsets, torch.searchsorted(unique_keys, keys)] = inputs
     rulebook = rulebook_from_neighbors(neighbors, coords.size(0), geometry)
     return rulebook, unpack_keys(unique_keys, out_shape).to(coords.device)
 
@@ -113,5 +132,5 @@ def build_strided_rulebook(coords: Tensor, spatial_shape: Sequence[int], batch_s
     geometry = Geometry("strided", region_key=region.key, stride=tuple(stride), padding=tuple(padding),
                         dilation=tuple(dilation), in_spatial_shape=tuple(spatial_shape),
                         out_spatial_shape=out_shape)
-    keys = candidate_keys(coords, region, stride, padding, dilation, out_shape, transposed=False)
-    return rulebook_to_new_sites(coords, keys, out_shape, geometry)
+    found = candidates(coords, region, stride, padding, dilation, out_shape, transposed=False)
+    return rulebook_to_new_sites(coords, found, out_shape, geometry)

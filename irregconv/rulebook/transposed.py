@@ -7,7 +7,7 @@ from torch import Tensor
 
 from .region import KernelRegion
 from .rulebook import Geometry, Rulebook
-from .strided import candidate_keys, rulebook_to_new_sites
+from .strided import candidates, rulebook_to_new_sites
 
 
 def transposed_output_shape(spatial_shape, kernel_size, stride, padding, dilation, output_padding,
@@ -41,5 +41,5 @@ def build_transposed_rulebook(coords: Tensor, spatial_shape: Sequence[int], batc
     geometry = Geometry("transposed", region_key=region.key, stride=tuple(stride), padding=tuple(padding),
                         dilation=tuple(dilation), output_padding=tuple(output_padding),
                         in_spatial_shape=tuple(spatial_shape), out_spatial_shape=out_shape)
-    keys = candidate_keys(coords, region, stride, padding, dilation, out_shape, transposed=True)
-    return rulebook_to_new_sites(coords, keys, out_shape, geometry)
+    found = candidates(coords, region, stride, padding, dilation, out_shape, transposed=True)
+    return rulebook_to_new_sites(coords, found, out_shape, geometry)

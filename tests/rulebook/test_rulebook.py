@@ -135,3 +135,18 @@ def test_sort_pairs_radix_equals_a_stable_comparison_sort(num_pairs, num_k, num_
     assert torch.equal(sort_pairs(offset, in_idx, out_idx, num_in, num_out), expected)
     with torch_rulebook_paths():
         assert torch.equal(sort_pairs(offset, in_idx, out_idx, num_in, num_out), expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 3000), st.sampled_from([1, 5, 4096, 4097, 2 ** 24 + 3, 2 ** 40]), st.integers(0, 2 ** 31 - 1))
+def test_argsort_keys_radix_equals_a_stable_comparison_sort(num_keys, key_bound, seed):
+    """The strided builder's radix sort of candidate keys gives the sorted keys and exactly the permutation of
+    a stable sort (repeated keys in input order), for one to four 12-bit digits."""
+    from irregconv.rulebook._numba_kernels import argsort_keys
+    gen = torch.Generator().manual_seed(seed)
+    keys = (torch.rand(num_keys, generator=gen, dtype=torch.float64) * key_bound).long().clamp(max=key_bound - 1)
+    keys = keys[torch.randint(0, max(num_keys, 1), (num_keys,), generator=gen)]  # repeats
+    sorted_keys, order = argsort_keys(keys.numpy(), key_bound)
+    expected = torch.sort(keys, stable=True)
+    assert torch.equal(torch.from_numpy(order), expected.indices)
+    assert torch.equal(torch.from_numpy(sorted_keys), expected.values)
