@@ -3,12 +3,14 @@
 Voxelizes the scan (default: KITTI ``kitti_training_000000.bin`` from ``$IRREGCONV_DATA/lidar``, else a
 synthetic scene) at 0.05 x 0.05 x 0.1 m in [0, -40, -3] .. [70.4, 40, 1], then prints medians of:
 the hash table + 3x3x3 submanifold rulebook build, the operator at C = 16, 32, 64 (forward, and forward +
-backward), the operator's GFLOP/s (2 x pairs x C_in x C_out per forward) next to this machine's sgemm rate
-measured in the same run, and the ratio against the targets of the engine issue.
+backward) with the fused native kernel and with the three-pass path it replaces, the operator's GFLOP/s
+(2 x pairs x C_in x C_out per forward) next to this machine's sgemm rate measured in the same run, and the
+ratio against the targets of the engine issue.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from pathlib import Path
 
@@ -42,6 +44,7 @@ def load_voxels(scan: str | None, seed: int = 0):
 def run(args: argparse.Namespace) -> None:
     from ..functional.sparse_conv import subm_rulebook
     from ..engine import gather_scatter
+    from ..engine.backends import native
     from ..rulebook import KernelRegion
     from ..tensor import Sites
 
@@ -65,13 +68,21 @@ def run(args: argparse.Namespace) -> None:
         feats = torch.randn(x.num_sites, c)
         weight = torch.randn(27, c, c) / c ** 0.5
         flops = 2.0 * rulebook.num_pairs * c * c
-        forward = median_time(lambda: gather_scatter(feats, weight, rulebook), repeat=args.repeat)
         feats_g, weight_g = feats.clone().requires_grad_(), weight.clone().requires_grad_()
-        train = median_time(lambda: gather_scatter(feats_g, weight_g, rulebook).sum().backward(), repeat=args.repeat)
-        rate = flops / forward / 1e9
-        rows.append([c, forward * 1e3, train * 1e3, rate, rate / sgemm])
-    print(format_table(["C", "forward ms", "fwd+bwd ms", "GFLOP/s", "of sgemm"], rows))
-    print(f"sgemm (torch.mm 2048^3, same run): {sgemm:.0f} GFLOP/s; target: operator >= 50% of sgemm at C >= 32")
+        for path in ("native", "three-pass"):
+            if path == "native" and not native.AVAILABLE:
+                continue
+            with native.disabled() if path == "three-pass" else contextlib.nullcontext():
+                forward = median_time(lambda: gather_scatter(feats, weight, rulebook), repeat=args.repeat)
+                train = median_time(lambda: gather_scatter(feats_g, weight_g, rulebook).sum().backward(),
+                                    repeat=args.repeat)
+            rate = flops / forward / 1e9
+            rows.append([c, path, forward * 1e3, train * 1e3, rate, rate / sgemm])
+    print(format_table(["C", "kernel", "forward ms", "fwd+bwd ms", "GFLOP/s", "of sgemm"], rows))
+    print(f"sgemm (torch.mm 2048^3, same run): {sgemm:.0f} GFLOP/s; target: operator >= 50% of sgemm at C >= 32\n"
+          f"native: the fused gather-GEMM-scatter kernel (engine/backends/native, "
+          f"{'built' if native.AVAILABLE else 'NOT built: no C++ compiler at install'}); three-pass: gather, one "
+          f"GEMM per offset, deterministic scatter (its fallback)")
 
 
 def add_parser(subparsers) -> None:

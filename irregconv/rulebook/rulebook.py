@@ -108,14 +108,34 @@ class Rulebook:
         if cached is not None:
             return cached
         kind = {"strided": "inverse", "inverse": "strided"}.get(self.geometry.kind, self.geometry.kind)
+        mirror = self._derived.get("mirror")
+        if mirror is not None:
+            # a submanifold rulebook of a symmetric region: the swapped pairs of offset k are exactly the pairs of
+            # offset mirror[k], already sorted by output, so the transpose reorders whole offsets (no sort)
+            return self._transpose_by_mirror(mirror)
         k_of_pair = torch.repeat_interleave(torch.arange(self.kernel_volume, device=self.device),
                                             self.counts().to(self.device))
         order = sort_pairs(k_of_pair, self.out_idx, self.in_idx, self.num_out, self.num_in)
-        result = Rulebook(
+        return self._link_transpose(Rulebook(
             in_idx=self.out_idx[order], out_idx=self.in_idx[order], offset_ptr=self.offset_ptr,
             num_in=self.num_out, num_out=self.num_in, geometry=self.geometry.transposed(kind),
             identity_offset=self.identity_offset, injective=self.injective,
-            pair_ids=None if self.pair_ids is None else self.pair_ids[order])
+            pair_ids=None if self.pair_ids is None else self.pair_ids[order]), order)
+
+    def _transpose_by_mirror(self, mirror) -> "Rulebook":
+        ptr = self.offset_ptr.tolist()
+        order = torch.cat([torch.arange(ptr[m], ptr[m + 1], device=self.device) for m in mirror])
+        offset_ptr = torch.zeros_like(self.offset_ptr)
+        torch.cumsum(self.counts()[mirror], 0, out=offset_ptr[1:])
+        result = Rulebook(in_idx=self.in_idx[order], out_idx=self.out_idx[order], offset_ptr=offset_ptr,
+                          num_in=self.num_out, num_out=self.num_in, geometry=self.geometry,
+                          identity_offset=self.identity_offset, injective=self.injective,
+                          pair_ids=None if self.pair_ids is None else self.pair_ids[order])
+        result._derived["mirror"] = mirror
+        return self._link_transpose(result, order)
+
+    def _link_transpose(self, result: "Rulebook", order: Tensor) -> "Rulebook":
+        """Cache ``result`` as the transpose, whose pair ``p`` is pair ``order[p]`` of this rulebook."""
         result._derived["transpose"] = self
         # pair p of the transpose is pair order[p] of self, and the other way round with the inverse
         result._derived["pair_order"] = order

@@ -70,4 +70,6 @@ def build_subm_rulebook(coords: Tensor, spatial_shape: Sequence[int], batch_size
             neighbors[mirror[half].to(coords.device)[h], found[h, o]] = o
     if centre is not None:  # a symmetric custom region may leave the centre out (neighbors[None] is all rows)
         neighbors[centre] = torch.arange(n, device=coords.device, dtype=neighbors.dtype)
-    return rulebook_from_neighbors(neighbors, n, geometry, identity_offset=centre)
+    rulebook = rulebook_from_neighbors(neighbors, n, geometry, identity_offset=centre)
+    rulebook._derived["mirror"] = mirror.tolist()  # offset k's transpose is offset mirror[k] (Rulebook.transpose)
+    return rulebook

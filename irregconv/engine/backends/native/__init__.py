@@ -1,0 +1,148 @@
+"""The fused gather-GEMM-scatter kernel (``gather_gemm_scatter.cpp``), loaded with ctypes.
+
+``setup.py`` compiles it at install time (a plain C++ library: no Python or torch headers, seconds with any
+``g++``); where it is missing (no compiler at install, another platform) :data:`AVAILABLE` is False and the
+engine keeps its three-pass numba/torch path. ``IRREGCONV_NATIVE=0`` turns it off for a process,
+:func:`disabled` for a block of code.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+_VERSION = 4
+
+
+def _share_torch_openmp(library: ctypes.CDLL) -> None:
+    """Give the kernel torch's OpenMP runtime (the libgomp torch loaded, found in the process's maps), so
+    its threads are torch's pool; otherwise it starts std::threads of its own."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "gomp" in line and "/torch/" in line}
+    except OSError:
+        return
+    for path in sorted(paths):
+        try:
+            gomp = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_LOCAL)
+            entry_points = [ctypes.cast(getattr(gomp, name), ctypes.c_void_p).value
+                            for name in ("GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads")]
+        except (OSError, AttributeError):
+            continue
+        library.irc_use_openmp.argtypes = [ctypes.c_void_p] * 3
+        library.irc_use_openmp(*entry_points)
+        return
+
+
+def _load() -> Optional[ctypes.CDLL]:
+    if os.environ.get("IRREGCONV_NATIVE", "1") == "0":
+        return None
+    candidates = sorted(Path(__file__).parent.glob("_gather_gemm_scatter*.so"))
+    if not candidates:
+        return None
+    library = ctypes.CDLL(str(candidates[0]))
+    library.irc_native_version.restype = ctypes.c_int64
+    if library.irc_native_version() != _VERSION:
+        return None  # built from other sources: reinstall (pip install -e .) to rebuild it
+    _share_torch_openmp(library)
+    pointer, integer = ctypes.c_void_p, ctypes.c_int64
+    library.irc_conv_accumulate.restype = integer
+    library.irc_conv_accumulate.argtypes = [pointer, integer, integer, pointer, integer, pointer, pointer, pointer,
+                                            integer, integer, pointer, integer, integer]
+    library.irc_conv_weight_grad.restype = integer
+    library.irc_conv_weight_grad.argtypes = [pointer, integer, integer, pointer, integer, integer, pointer, pointer,
+                                             pointer, integer, integer, pointer, integer]
+    return library
+
+
+_LIBRARY = _load()
+#: whether the native kernel is loaded
+AVAILABLE = _LIBRARY is not None
+_enabled = True
+
+
+@contextlib.contextmanager
+def disabled():
+    """Run the engine's three-pass path instead of the native kernels inside this block (for comparisons)."""
+    global _enabled
+    previous, _enabled = _enabled, False
+    try:
+        yield
+    finally:
+        _enabled = previous
+
+
+def serves(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[Tensor], c_out: int) -> bool:
+    """Whether the kernels handle this call: CPU float32, an ungrouped weight ``[K, C_in, C_out]`` with
+    ``C_out`` a multiple of 16 (``c_out``: the channels of the rows the call writes), no per-pair scale."""
+    return (AVAILABLE and _enabled and weight is not None and pair_scale is None and weight.dim() == 3 and c_out % 16 == 0
+            and feats.device.type == "cpu" and feats.dtype == torch.float32 and weight.dtype == torch.float32)
+
+
+def _pairs(in_idx: Tensor, out_idx: Tensor, offset_ptr: Tensor, num_k: int, owner: str):
+    """The pair arrays, contiguous, after checking ``offset_ptr`` (the kernels check every row index)."""
+    ptr = offset_ptr.tolist()
+    if (len(ptr) != num_k + 1 or ptr[0] != 0 or ptr[-1] != in_idx.numel() or in_idx.numel() != out_idx.numel()
+            or any(b < a for a, b in zip(ptr, ptr[1:]))):
+        raise ValueError(f"{owner}: offset_ptr must rise from 0 to the {in_idx.numel()} pairs over K + 1 = "
+                         f"{num_k + 1} entries, got {ptr}")
+    return in_idx.contiguous(), out_idx.contiguous(), offset_ptr.contiguous()
+
+
+def _check_status(status: int, owner: str, num_in: int, num_out: int, ordered: bool) -> None:
+    if status != 0:
+        order = " and ascending within each offset" if ordered else ""
+        raise ValueError(f"{owner}: the rulebook's pairs break its invariants (input rows in [0, {num_in}), output "
+                         f"rows in [0, {num_out}){order}); build rulebooks with irregconv.rulebook's builders")
+
+
+def conv_accumulate(out: Tensor, feats: Tensor, weight: Tensor, in_idx: Tensor, out_idx: Tensor,
+                    offset_ptr: Tensor, skip: Optional[int]) -> Tensor:
+    """In place ``out[o] += feats[i] @ weight[k]`` over the pairs ``(i, o)`` of every offset ``k != skip``.
+
+    Args:
+        out (Tensor): ``[N_out, C_out]`` float32, contiguous.
+        feats (Tensor): ``[N_in, C_in]`` float32.
+        weight (Tensor): ``[K, C_in, C_out]`` float32, ``C_out % 16 == 0``.
+        in_idx, out_idx (Tensor): ``[P]`` int64, grouped by offset (``offset_ptr [K + 1]``), sorted by
+            output within an offset, one pair per (offset, output) at most.
+        skip (int, optional): an offset left out (the identity, already applied).
+
+    Raises:
+        ValueError: if the pairs break those invariants (``out`` is then partly summed).
+    """
+    feats, weight = feats.contiguous(), weight.contiguous()
+    in_idx, out_idx, offset_ptr = _pairs(in_idx, out_idx, offset_ptr, weight.size(0), "conv_accumulate")
+    status = _LIBRARY.irc_conv_accumulate(feats.data_ptr(), feats.size(1), feats.size(0), weight.data_ptr(),
+                                          weight.size(2), in_idx.data_ptr(), out_idx.data_ptr(), offset_ptr.data_ptr(),
+                                          weight.size(0), -1 if skip is None else skip, out.data_ptr(), out.size(0),
+                                          torch.get_num_threads())
+    _check_status(status, "conv_accumulate", feats.size(0), out.size(0), ordered=True)
+    return out
+
+
+def conv_weight_grad(grad_weight: Tensor, feats: Tensor, grad_out: Tensor, in_idx: Tensor, out_idx: Tensor,
+                     offset_ptr: Tensor, skip: Optional[int]) -> Tensor:
+    """In place ``grad_weight[k] = sum feats[i]^T grad_out[o]`` over the pairs ``(i, o)`` of each offset
+    ``k != skip`` (``grad_weight[skip]`` is left as it is). Summed in fixed blocks of pairs: the same bits
+    for any thread count.
+
+    Args:
+        grad_weight (Tensor): ``[K, C_in, C_out]`` float32, contiguous.
+        feats (Tensor): ``[N_in, C_in]`` float32.
+        grad_out (Tensor): ``[N_out, C_out]`` float32, ``C_out % 16 == 0``.
+        in_idx, out_idx, offset_ptr: the rulebook's pairs, as for :func:`conv_accumulate`.
+    """
+    feats, grad_out = feats.contiguous(), grad_out.contiguous()
+    in_idx, out_idx, offset_ptr = _pairs(in_idx, out_idx, offset_ptr, grad_weight.size(0), "conv_weight_grad")
+    status = _LIBRARY.irc_conv_weight_grad(feats.data_ptr(), feats.size(1), feats.size(0), grad_out.data_ptr(),
+                                           grad_out.size(1), grad_out.size(0), in_idx.data_ptr(), out_idx.data_ptr(),
+                                           offset_ptr.data_ptr(), grad_weight.size(0), -1 if skip is None else skip,
+                                           grad_weight.data_ptr(), torch.get_num_threads())
+    _check_status(status, "conv_weight_grad", feats.size(0), grad_out.size(0), ordered=False)
+    return grad_weight

@@ -1,0 +1,331 @@
+// Fused gather -> GEMM -> scatter over an injective rulebook, float32, CPU.
+//
+// out[o] += sum_k x[in] @ w[k] over the pairs (in, o) of every offset k (except `skip`, the identity offset
+// the caller has already applied as a plain matmul).
+//
+// Pairs arrive as the rulebook stores them: grouped by offset, sorted by output row within an offset, at
+// most one pair per (offset, output row). Each thread owns a range of output rows and walks it in tiles of
+// TILE_ROWS rows; for each offset it takes that offset's pairs landing in the tile (a cursor per offset only
+// moves forward) and multiplies them in groups of up to R rows that share w[k]: the R x (16 V) block of
+// products stays in vector registers across the whole C_in loop, each w[k] row is loaded once per group,
+// and the block is added to its output rows (still in L1) at the end. Nothing is written to memory between
+// the gather and the scatter, which is where the three-pass engine spends most of its time.
+//
+// Every output row is summed in offset order, one term per offset, whatever the number of threads: the
+// bits never depend on the thread count. Threads come from torch's own OpenMP pool when the caller hands
+// over its entry points (irc_use_openmp): a pool of our own would compete with torch's workers, which spin
+// for a while after every parallel op (measured: two threads slower than one). Otherwise std::threads.
+//
+// Vector code is written with GCC vector extensions; `target_clones` compiles it for AVX-512, AVX2 and the
+// baseline and picks one at load time, so the library built here runs on any x86-64 CPU.
+//
+// Measured on a 41k-voxel KITTI scan, 3x3x3 submanifold, 2 threads: 2.4 ms at C = 32 and 6.3 ms at C = 64
+// against 5.0 and 12.8 ms for the three passes (gather into a buffer, one GEMM per offset, scatter).
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+namespace {
+
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+
+constexpr int64_t TILE_ROWS = 512;
+
+inline __attribute__((always_inline)) v16 load16(const float* p) {
+    v16 v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+inline __attribute__((always_inline)) void add16(float* p, v16 v) {
+    v16 old;
+    std::memcpy(&old, p, sizeof(v));
+    old += v;
+    std::memcpy(p, &old, sizeof(v));
+}
+
+// Rows in[0..R) of x times columns [col, col + 16 V) of wk, added to rows out[0..R).
+template <int R, int V>
+inline __attribute__((always_inline)) void block(const float* __restrict x, int64_t c_in,
+                                                 const float* __restrict wk, int64_t c_out, int64_t col,
+                                                 const int64_t* in, const int64_t* out_rows, float* __restrict out) {
+    v16 acc[R][V];
+    const float* rows[R];
+    for (int r = 0; r < R; ++r) {
+        rows[r] = x + in[r] * c_in;
+        for (int v = 0; v < V; ++v) acc[r][v] = v16{};
+    }
+    for (int64_t ci = 0; ci < c_in; ++ci) {
+        v16 wv[V];
+        for (int v = 0; v < V; ++v) wv[v] = load16(wk + ci * c_out + col + 16 * v);
+        for (int r = 0; r < R; ++r) {
+            const float s = rows[r][ci];
+            for (int v = 0; v < V; ++v) acc[r][v] += s * wv[v];
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int v = 0; v < V; ++v) add16(out + out_rows[r] * c_out + col + 16 * v, acc[r][v]);
+}
+
+// A run of n pairs of one offset, in groups of R (the remainder by a smaller instance).
+template <int R, int V>
+inline __attribute__((always_inline)) void run(const float* x, int64_t c_in, const float* wk, int64_t c_out,
+                                               const int64_t* in, const int64_t* out_rows, int64_t n, float* out) {
+    for (int64_t col = 0; col < c_out; col += 16 * V) {
+        int64_t p = 0;
+        for (; p + R <= n; p += R) block<R, V>(x, c_in, wk, c_out, col, in + p, out_rows + p, out);
+        const int64_t rest = n - p;
+        // the remainder (< R rows): at most log2(R) smaller blocks
+        if (R > 4 && (rest & 4)) { block<(R > 4 ? 4 : 1), V>(x, c_in, wk, c_out, col, in + p, out_rows + p, out); p += 4; }
+        if (R > 2 && (rest & 2)) { block<(R > 2 ? 2 : 1), V>(x, c_in, wk, c_out, col, in + p, out_rows + p, out); p += 2; }
+        if (R > 1 && (rest & 1)) { block<1, V>(x, c_in, wk, c_out, col, in + p, out_rows + p, out); p += 1; }
+    }
+}
+
+// Rows [lo, hi) of out; false (and rows left partly summed) if a pair breaks the rulebook's invariants: an
+// input row outside [0, num_in), an output row outside [0, num_out) or out of order within its offset.
+template <int R, int V>
+inline __attribute__((always_inline)) bool rows_range(const float* x, int64_t c_in, int64_t num_in, const float* w,
+                                                      int64_t c_out, const int64_t* in_idx, const int64_t* out_idx,
+                                                      const int64_t* offset_ptr, int64_t num_k, int64_t skip,
+                                                      float* out, int64_t num_out, int64_t lo, int64_t hi) {
+    bool valid = true;
+    std::vector<int64_t> cursor(num_k);
+    for (int64_t k = 0; k < num_k; ++k)
+        cursor[k] = std::lower_bound(out_idx + offset_ptr[k], out_idx + offset_ptr[k + 1], lo) - out_idx;
+    for (int64_t tile = lo; tile < hi; tile += TILE_ROWS) {
+        const int64_t tile_end = std::min(tile + TILE_ROWS, hi);
+        for (int64_t k = 0; k < num_k; ++k) {
+            if (k == skip) continue;
+            const int64_t start = cursor[k], limit = offset_ptr[k + 1];
+            int64_t end = start;
+            while (end < limit && out_idx[end] < tile_end) ++end;
+            cursor[k] = end;
+            int64_t low_out = tile, low_in = 0, high_in = num_in - 1;
+            for (int64_t q = start; q < end; ++q) {
+                low_out = std::min(low_out, out_idx[q]);
+                low_in = std::min(low_in, in_idx[q]);
+                high_in = std::max(high_in, in_idx[q]);
+            }
+            if (low_out < tile || low_in < 0 || high_in >= num_in) return false;
+            if (end > start)
+                run<R, V>(x, c_in, w + k * c_in * c_out, c_out, in_idx + start, out_idx + start, end - start, out);
+        }
+    }
+    // the last range must have used every pair (an output row >= num_out is never reached)
+    for (int64_t k = 0; k < num_k && hi == num_out; ++k) valid &= k == skip || cursor[k] == offset_ptr[k + 1];
+    return valid;
+}
+
+// One thread's rows, compiled for each instruction set; the widest the CPU has is chosen at load time.
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+bool thread_rows(const float* x, int64_t c_in, int64_t num_in, const float* w, int64_t c_out, const int64_t* in_idx,
+                 const int64_t* out_idx, const int64_t* offset_ptr, int64_t num_k, int64_t skip, float* out,
+                 int64_t num_out, int64_t lo, int64_t hi) {
+    if (c_out % 64 == 0)
+        return rows_range<4, 4>(x, c_in, num_in, w, c_out, in_idx, out_idx, offset_ptr, num_k, skip, out, num_out,
+                                lo, hi);
+    if (c_out % 32 == 0)
+        return rows_range<6, 2>(x, c_in, num_in, w, c_out, in_idx, out_idx, offset_ptr, num_k, skip, out, num_out,
+                                lo, hi);
+    return rows_range<8, 1>(x, c_in, num_in, w, c_out, in_idx, out_idx, offset_ptr, num_k, skip, out, num_out,
+                            lo, hi);
+}
+
+// ---- weight gradient: grad_w[k] = sum over the pairs (i, o) of offset k of x[i]^T g[o] ----
+//
+// The pairs of each offset are cut into items of ITEM_PAIRS consecutive pairs (a cut that does not depend on
+// the thread count); each item's partial sum is computed in pair order into its own buffer, and an offset's
+// partials are added in item order: the same bits for any number of threads. Within an item, SUB_PAIRS pairs
+// at a time are multiplied block by block (RI input channels x 16 V output channels held in registers), so
+// the gathered rows of a sub-range are read from L1 once per block.
+
+constexpr int64_t ITEM_PAIRS = 2048;
+constexpr int64_t SUB_PAIRS = 128;
+
+template <int RI, int V>
+inline __attribute__((always_inline)) void outer_block(const float* __restrict x, int64_t c_in,
+                                                       const float* __restrict g, int64_t c_out, const int64_t* in,
+                                                       const int64_t* out_rows, int64_t n, int64_t ci, int64_t col,
+                                                       float* __restrict partial, bool first) {
+    v16 acc[RI][V];
+    for (int r = 0; r < RI; ++r)
+        for (int v = 0; v < V; ++v) acc[r][v] = first ? v16{} : load16(partial + (ci + r) * c_out + col + 16 * v);
+    for (int64_t p = 0; p < n; ++p) {
+        const float* xr = x + in[p] * c_in + ci;
+        const float* gr = g + out_rows[p] * c_out + col;
+        v16 gv[V];
+        for (int v = 0; v < V; ++v) gv[v] = load16(gr + 16 * v);
+        for (int r = 0; r < RI; ++r) {
+            const float s = xr[r];
+            for (int v = 0; v < V; ++v) acc[r][v] += s * gv[v];
+        }
+    }
+    for (int r = 0; r < RI; ++r)
+        for (int v = 0; v < V; ++v) std::memcpy(partial + (ci + r) * c_out + col + 16 * v, &acc[r][v], sizeof(v16));
+}
+
+template <int RI, int V>
+inline __attribute__((always_inline)) void item_sum(const float* x, int64_t c_in, const float* g, int64_t c_out,
+                                                    const int64_t* in, const int64_t* out_rows, int64_t n,
+                                                    float* partial) {
+    for (int64_t sub = 0; sub < n; sub += SUB_PAIRS) {
+        const int64_t m = std::min(SUB_PAIRS, n - sub);
+        const bool first = sub == 0;
+        for (int64_t col = 0; col < c_out; col += 16 * V) {
+            int64_t ci = 0;
+            for (; ci + RI <= c_in; ci += RI)
+                outer_block<RI, V>(x, c_in, g, c_out, in + sub, out_rows + sub, m, ci, col, partial, first);
+            for (; ci < c_in; ++ci)
+                outer_block<1, V>(x, c_in, g, c_out, in + sub, out_rows + sub, m, ci, col, partial, first);
+        }
+    }
+}
+
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+void item_partial(const float* x, int64_t c_in, const float* g, int64_t c_out, const int64_t* in,
+                  const int64_t* out_rows, int64_t n, float* partial) {
+    if (c_out % 64 == 0)
+        item_sum<4, 4>(x, c_in, g, c_out, in, out_rows, n, partial);
+    else if (c_out % 32 == 0)
+        item_sum<8, 2>(x, c_in, g, c_out, in, out_rows, n, partial);
+    else
+        item_sum<8, 1>(x, c_in, g, c_out, in, out_rows, n, partial);
+}
+
+struct Item {
+    int64_t k, start, end;
+};
+
+struct GradJob {
+    const float* x; int64_t c_in; int64_t num_in; const float* g; int64_t c_out; int64_t num_out;
+    const int64_t* in_idx; const int64_t* out_idx; const Item* items; int64_t num_items; float* partials;
+    int64_t parts; char* valid;
+};
+
+void grad_part(const GradJob& job, int64_t t) {
+    bool valid = true;
+    const int64_t size = job.c_in * job.c_out;
+    for (int64_t i = t; i < job.num_items; i += job.parts) {
+        const Item& item = job.items[i];
+        int64_t low = 0, high_in = job.num_in - 1, high_out = job.num_out - 1;
+        for (int64_t q = item.start; q < item.end; ++q) {
+            low = std::min(low, std::min(job.in_idx[q], job.out_idx[q]));
+            high_in = std::max(high_in, job.in_idx[q]);
+            high_out = std::max(high_out, job.out_idx[q]);
+        }
+        if (low < 0 || high_in >= job.num_in || high_out >= job.num_out) {
+            valid = false;
+            break;
+        }
+        item_partial(job.x, job.c_in, job.g, job.c_out, job.in_idx + item.start, job.out_idx + item.start,
+                     item.end - item.start, job.partials + i * size);
+    }
+    job.valid[t] = valid;
+}
+
+// torch's OpenMP entry points (libgomp ABI), when the caller found them
+typedef void (*ParallelFn)(void (*)(void*), void*, unsigned, unsigned);
+typedef int (*IntFn)();
+ParallelFn gomp_parallel = nullptr;
+IntFn omp_thread_num = nullptr;
+IntFn omp_num_threads = nullptr;
+
+struct Job {
+    const float* x; int64_t c_in; int64_t num_in; const float* w; int64_t c_out; const int64_t* in_idx;
+    const int64_t* out_idx; const int64_t* offset_ptr; int64_t num_k; int64_t skip; float* out; int64_t num_out;
+    const int64_t* bounds; int64_t parts; char* valid;
+};
+
+void job_part(const Job& job, int64_t t) {
+    job.valid[t] = thread_rows(job.x, job.c_in, job.num_in, job.w, job.c_out, job.in_idx, job.out_idx,
+                               job.offset_ptr, job.num_k, job.skip, job.out, job.num_out, job.bounds[t],
+                               job.bounds[t + 1]);
+}
+
+template <typename J, void (*PART)(const J&, int64_t)>
+void openmp_worker_of(void* data) {
+    const J& job = *static_cast<const J*>(data);
+    // a team smaller than asked for (nested parallelism) still covers every part
+    for (int64_t t = omp_thread_num(); t < job.parts; t += omp_num_threads()) PART(job, t);
+}
+
+// Runs PART(job, t) for t < job.parts on torch's OpenMP pool, else on std::threads; true if every part was valid.
+template <typename J, void (*PART)(const J&, int64_t)>
+bool run_parts(const J& job) {
+    if (job.parts == 1) {
+        PART(job, 0);
+    } else if (gomp_parallel != nullptr) {
+        gomp_parallel(openmp_worker_of<J, PART>, const_cast<J*>(&job), static_cast<unsigned>(job.parts), 0);
+    } else {
+        std::vector<std::thread> pool;
+        for (int64_t t = 1; t < job.parts; ++t) pool.emplace_back(PART, std::cref(job), t);
+        PART(job, 0);
+        for (auto& thread : pool) thread.join();
+    }
+    return std::all_of(job.valid, job.valid + job.parts, [](char v) { return v != 0; });
+}
+
+
+}  // namespace
+
+extern "C" {
+
+// Version of this interface; the Python side refuses a library built from other sources.
+int64_t irc_native_version() { return 4; }
+
+// Hand over torch's OpenMP runtime: GOMP_parallel, omp_get_thread_num, omp_get_num_threads.
+void irc_use_openmp(void* parallel, void* thread_num, void* num_threads) {
+    gomp_parallel = reinterpret_cast<ParallelFn>(parallel);
+    omp_thread_num = reinterpret_cast<IntFn>(thread_num);
+    omp_num_threads = reinterpret_cast<IntFn>(num_threads);
+}
+
+// out [num_out, c_out] += sum over offsets k != skip of x[in] @ w[k], x [num_in, c_in], w [num_k, c_in, c_out]
+// row-major, c_out a multiple of 16; pairs grouped by offset (offset_ptr [num_k + 1], from 0) and sorted by
+// output row within an offset. Output rows are split evenly between `threads` threads. Returns 0, or 1 if
+// a pair broke those invariants (out is then partly summed).
+int64_t irc_conv_accumulate(const float* x, int64_t c_in, int64_t num_in, const float* w, int64_t c_out,
+                            const int64_t* in_idx, const int64_t* out_idx, const int64_t* offset_ptr, int64_t num_k,
+                            int64_t skip, float* out, int64_t num_out, int64_t threads) {
+    const int64_t pairs = offset_ptr[num_k] - offset_ptr[0];
+    threads = std::max<int64_t>(1, std::min<int64_t>(threads, pairs / 4096 + 1));
+    // equal shares of the output rows (a pass counting pairs per row block to balance them cost more than it saved)
+    std::vector<int64_t> bounds(threads + 1);
+    for (int64_t t = 0; t <= threads; ++t) bounds[t] = num_out * t / threads;
+    std::vector<char> valid(threads, 0);
+    const Job job{x, c_in, num_in, w, c_out, in_idx, out_idx, offset_ptr, num_k, skip, out, num_out, bounds.data(),
+                  threads, valid.data()};
+    return run_parts<Job, job_part>(job) ? 0 : 1;
+}
+
+// grad_w [num_k, c_in, c_out] = sum over the pairs (i, o) of every offset k != skip of x[i]^T g[o] (the entries of
+// offset `skip` are left as they are); x [num_in, c_in], g [num_out, c_out], c_out a multiple of 16, pairs
+// grouped by offset (offset_ptr [num_k + 1], from 0). Returns 0, or 1 if a pair's row is out of range.
+int64_t irc_conv_weight_grad(const float* x, int64_t c_in, int64_t num_in, const float* g, int64_t c_out,
+                             int64_t num_out, const int64_t* in_idx, const int64_t* out_idx, const int64_t* offset_ptr,
+                             int64_t num_k, int64_t skip, float* grad_w, int64_t threads) {
+    std::vector<Item> items;
+    for (int64_t k = 0; k < num_k; ++k)
+        for (int64_t start = offset_ptr[k]; k != skip && start < offset_ptr[k + 1]; start += ITEM_PAIRS)
+            items.push_back({k, start, std::min(start + ITEM_PAIRS, offset_ptr[k + 1])});
+    const int64_t size = c_in * c_out, num_items = static_cast<int64_t>(items.size());
+    std::vector<float> partials(num_items * size);
+    threads = std::max<int64_t>(1, std::min<int64_t>(threads, num_items));
+    std::vector<char> valid(threads, 0);
+    const GradJob job{x, c_in, num_in, g, c_out, num_out, in_idx, out_idx, items.data(), num_items, partials.data(),
+                      threads, valid.data()};
+    if (!run_parts<GradJob, grad_part>(job)) return 1;
+    for (int64_t k = 0; k < num_k; ++k)
+        if (k != skip) std::fill(grad_w + k * size, grad_w + (k + 1) * size, 0.0f);
+    for (int64_t i = 0; i < num_items; ++i) {  // in item order: the same sums for any thread count
+        float* target = grad_w + items[i].k * size;
+        const float* partial = partials.data() + i * size;
+        for (int64_t e = 0; e < size; ++e) target[e] += partial[e];
+    }
+    return 0;
+}
+
+}  // extern "C"
