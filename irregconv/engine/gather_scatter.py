@@ -166,6 +166,36 @@ def _forward_pairs(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional
     return out
 
 
+def _inputs_ascending(rulebook: Rulebook) -> bool:
+    """Whether the input rows ascend within every offset (cached): then the swapped pairs are already sorted
+    by their new output row, as the native kernel needs."""
+    ascending = rulebook._derived.get("inputs_ascending")
+    if ascending is None:
+        steps = rulebook.in_idx[1:] >= rulebook.in_idx[:-1]
+        starts = rulebook.offset_ptr[1:-1]
+        starts = starts[(starts > 0) & (starts < rulebook.num_pairs)]
+        steps[starts.to(steps.device) - 1] = True  # a new offset may start anywhere
+        ascending = rulebook._derived["inputs_ascending"] = bool(steps.all())
+    return ascending
+
+
+def _adjoint_pairs(rulebook: Rulebook, weight: Tensor):
+    """``(in_idx, out_idx, offset_ptr, weight)`` of the adjoint (``grad_feats`` from ``grad_out``) as a forward
+    pass: the transposed rulebook's pairs, each offset's weight to be transposed by the caller.
+
+    Two cases need no transpose (a sort): a submanifold rulebook of a symmetric region is its own transpose with
+    offset ``m`` taking the weight of its mirror, and a rulebook whose inputs ascend within every offset (every
+    rulebook built on sorted sites: each offset maps sites monotonically) only swaps its two index arrays.
+    """
+    mirror = rulebook._derived.get("mirror")
+    if mirror is not None:
+        return rulebook.in_idx, rulebook.out_idx, rulebook.offset_ptr, weight[mirror]
+    if _inputs_ascending(rulebook):
+        return rulebook.out_idx, rulebook.in_idx, rulebook.offset_ptr, weight
+    transposed = rulebook.transpose()
+    return transposed.in_idx, transposed.out_idx, transposed.offset_ptr, weight
+
+
 def _backward_pairs(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[Tensor], rulebook: Rulebook,
                     grad_out: Tensor, needs: Tuple[bool, bool, bool]):
     need_feats, need_weight, need_scale = needs
@@ -183,12 +213,8 @@ def _backward_pairs(feats: Tensor, weight: Optional[Tensor], pair_scale: Optiona
     if need_scale:
         grad_scale = torch.zeros_like(pair_scale)
     if need_feats and native.serves(grad_out, weight, pair_scale, feats.size(1)):
-        # the adjoint is the forward over the transposed rulebook with each offset's weight transposed; for a
-        # submanifold rulebook that is its own pairs with offset m taking the weight of its mirror (no transpose)
-        mirror = rulebook._derived.get("mirror")
-        transposed, weight_t = (rulebook, weight[mirror]) if mirror is not None else (rulebook.transpose(), weight)
-        native.conv_accumulate(grad_feats, grad_out, weight_t.transpose(1, 2), transposed.in_idx, transposed.out_idx,
-                               transposed.offset_ptr, centre)
+        in_idx, out_idx, offset_ptr, weight_t = _adjoint_pairs(rulebook, weight)
+        native.conv_accumulate(grad_feats, grad_out, weight_t.transpose(1, 2), in_idx, out_idx, offset_ptr, centre)
         need_feats = False
     if need_weight and native.serves(feats, weight, pair_scale, grad_out.size(1)):
         native.conv_weight_grad(grad_weight, feats, grad_out, rulebook.in_idx, rulebook.out_idx, rulebook.offset_ptr,

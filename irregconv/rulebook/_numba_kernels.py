@@ -196,6 +196,27 @@ def rank_sorted(sorted_keys):
 
 
 @numba.njit(parallel=True, cache=True)
+def candidate_outputs(rank, order, counts):
+    """The output row each candidate reaches, in candidate order (``rank[q]`` belongs to candidate ``order[q]``),
+    and whether those rows ascend within every tap's run of ``counts`` candidates (they do when the input
+    sites are sorted: a tap maps sites monotonically)."""
+    outputs = np.empty(rank.shape[0], dtype=np.int64)
+    for q in numba.prange(rank.shape[0]):
+        outputs[order[q]] = rank[q]
+    num_k = counts.shape[0]
+    starts = np.zeros(num_k + 1, dtype=np.int64)
+    for k in range(num_k):
+        starts[k + 1] = starts[k] + counts[k]
+    ascending = np.ones(num_k, dtype=np.bool_)
+    for k in numba.prange(num_k):
+        for p in range(starts[k] + 1, starts[k + 1]):
+            if outputs[p] <= outputs[p - 1]:
+                ascending[k] = False
+                break
+    return outputs, ascending.all()
+
+
+@numba.njit(parallel=True, cache=True)
 def fill_new_neighbors(rank, order, pair_offset, pair_input, neighbors):
     """``neighbors [K, N_out]``: the input row feeding each output site through each offset, or -1.
 

@@ -149,3 +149,21 @@ def test_broken_rulebooks_raise_instead_of_touching_foreign_memory(damage):
     weight = torch.randn(27, 8, 16)
     with pytest.raises(ValueError, match="offset_ptr must rise|break its invariants"):
         gather_scatter(feats, weight, broken)
+
+
+@needs_native
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_strided_backward_swaps_pairs_of_sorted_sites_and_transposes_others(shuffled):
+    """On sorted sites each offset maps inputs monotonically, so the adjoint only swaps the index arrays; on
+    shuffled sites it needs the sorted transpose. Both give the reference gradients."""
+    from irregconv.rulebook import build_strided_rulebook
+    gen = torch.Generator().manual_seed(8)
+    coords = random_coords(300, (9, 10, 11), 2, gen)
+    if shuffled:
+        coords = coords[torch.randperm(coords.size(0), generator=gen)]
+    rb = build_strided_rulebook(coords, (9, 10, 11), 2, KernelRegion.cube(3, 3), (2, 2, 2), (1, 1, 1), (1, 1, 1))[0]
+    feats = torch.randn(rb.num_in, 16, generator=gen, requires_grad=True)
+    weight = torch.randn(27, 16, 32, generator=gen, requires_grad=True)
+    assert_close_with_grads(gather_scatter(feats, weight, rb), gather_scatter_reference(feats, weight, rb),
+                            [feats, weight], **F32)
+    assert ("transpose" in rb._derived) == shuffled
