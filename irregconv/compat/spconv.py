@@ -71,11 +71,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..functional.batch_norm import batch_norm_module_rows
 from ..functional.sparse_conv import sparse_conv
 from ..functional.sparse_pool import global_pool, sparse_pool
 from ..nn.sparse.base import SparseConvBase
 from ..nn.sparse.sequential import SparseSequential as _RowSequential
+from ..nn.sparse.sequential import apply_feature_step, feature_steps
 from ..rulebook import KernelRegion
 from ..rulebook.region import as_tuple
 from ..tensor import Sites, SparseTensor
@@ -383,13 +383,13 @@ class SparseSequential(_RowSequential, SparseModule):
     ``OrderedDict``, or as keyword arguments; ``BatchNorm1d`` statistics are thread-count independent."""
 
     def forward(self, input):
-        for module in self:
+        for module, relu_after in feature_steps(self):
             if isinstance(module, SparseModule) or not isinstance(input, SparseConvTensor):
                 input = module(input)
+                if relu_after:  # a batch norm given a dense tensor: its ReLU runs as usual
+                    input = torch.relu(input)
             elif input.features.size(0):
-                feats = input.features
-                input = input.replace_feature(batch_norm_module_rows(module, feats)
-                                              if isinstance(module, nn.BatchNorm1d) else module(feats))
+                input = input.replace_feature(apply_feature_step(module, relu_after, input.features))
         return input
 
     def add(self, module: nn.Module, name: Optional[str] = None) -> None:

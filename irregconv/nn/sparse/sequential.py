@@ -2,12 +2,38 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Iterable, Iterator, Tuple
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from ...functional.batch_norm import batch_norm_module_rows
 from ...tensor import SparseTensor
 from .base import SparseModule
+
+
+def feature_steps(modules: Iterable[nn.Module]) -> Iterator[Tuple[nn.Module, bool]]:
+    """The modules in order as ``(module, relu_after)``: a ``BatchNorm1d`` directly followed by a plain
+    ``nn.ReLU`` (without hooks) comes with ``relu_after=True`` and the ReLU is left out, so that
+    :func:`apply_feature_step` applies it in place on the normalised rows (one [N, C] buffer and pass fewer)."""
+    modules = list(modules)
+    i = 0
+    while i < len(modules):
+        relu = modules[i + 1] if i + 1 < len(modules) else None
+        fuse = (isinstance(modules[i], nn.BatchNorm1d) and type(relu) is nn.ReLU and not relu._forward_hooks
+                and not relu._forward_pre_hooks)
+        yield modules[i], fuse
+        i += 2 if fuse else 1
+
+
+def apply_feature_step(module: nn.Module, relu_after: bool, feats: Tensor) -> Tensor:
+    """``module(feats)`` for a non-sparse module; batch norms run through
+    :func:`~irregconv.functional.batch_norm.batch_norm_module_rows`, whose output is always a new tensor that
+    its backward does not keep, so a following ReLU may run in place on it."""
+    if not isinstance(module, nn.BatchNorm1d):
+        return module(feats)
+    out = batch_norm_module_rows(module, feats)
+    return torch.relu_(out) if relu_after and out.numel() else out
 
 
 class SparseSequential(nn.Sequential):
@@ -33,13 +59,13 @@ class SparseSequential(nn.Sequential):
             self.add_module(name, module)
 
     def forward(self, input):
-        for module in self:
-            if isinstance(input, SparseTensor) and isinstance(module, nn.BatchNorm1d):
-                input = input.replace(batch_norm_module_rows(module, input.feats))
-            elif isinstance(input, SparseTensor) and not isinstance(module, (SparseModule, SparseSequential)):
-                input = input.replace(module(input.feats))
+        for module, relu_after in feature_steps(self):
+            if isinstance(input, SparseTensor) and not isinstance(module, (SparseModule, SparseSequential)):
+                input = input.replace(apply_feature_step(module, relu_after, input.feats))
             else:
                 input = module(input)
+                if relu_after:  # a batch norm given a dense tensor: its ReLU runs as usual
+                    input = torch.relu(input)
         return input
 
 

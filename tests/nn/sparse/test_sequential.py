@@ -129,3 +129,20 @@ def test_sequential_repr_and_errors(sparse_input):
     x = SparseTensor(torch.randn(1, 3), torch.zeros(1, 4, dtype=torch.int32))
     with pytest.raises(ValueError, match="expected more than 1 row in training mode, got 1"):
         SparseSequential(nn.BatchNorm1d(3))(x)
+
+
+@pytest.mark.parametrize("hooked", [False, True])
+def test_batch_norm_then_relu_runs_in_place_unless_the_relu_has_hooks(sparse_input, hooked):
+    """A ReLU right after a BatchNorm1d is applied in place on the normalised rows (no extra buffer); a ReLU
+    with a forward hook runs as a module, so the hook still sees its call."""
+    x = sparse_input()
+    relu, calls = nn.ReLU(), []
+    if hooked:
+        relu.register_forward_hook(lambda module, args, out: calls.append(out.shape))
+    seq = SparseSequential(SubMConv3d(3, 4, 3), nn.BatchNorm1d(4), relu).double().eval()
+    with torch.no_grad():
+        seq[1].running_mean.normal_()
+        out = seq(x)
+        expected = torch.relu(seq[1](seq[0](x).feats))
+    torch.testing.assert_close(out.feats, expected, **F64)
+    assert calls == ([out.feats.shape] if hooked else [])
