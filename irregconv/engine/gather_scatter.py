@@ -17,7 +17,8 @@ rulebooks. The kernel for an offset is chosen from the rulebook, never by the ca
   in offset order, so no atomics and no dependence on the thread count);
 * non-injective offsets (graph edges) are CSR sparse-matrix products over pairs sorted by output,
   i.e. sorted segment sums, deterministic on every device; the dense transform runs on whichever side
-  has fewer rows (``C_out <= C_in``: transform first, then aggregate).
+  has fewer rows (``C_out <= C_in``: transform first, then aggregate); features that are mostly zeros
+  (bag-of-words) are transformed, and the weight gradient taken, through their nonzeros (native kernel).
 
 Every path sums in a fixed order, so the result has the same bits on every run and for any number of
 threads (tested). Backward is written by hand for ``feats``, ``weight`` and ``pair_scale``; the
@@ -240,39 +241,61 @@ def _backward_pairs(feats: Tensor, weight: Optional[Tensor], pair_scale: Optiona
     return grad_feats, grad_weight, grad_scale
 
 
+def _transform(feats: Tensor, weight_k: Optional[Tensor], keep: dict) -> Tensor:
+    """``feats @ weight_k`` (contiguous): through the nonzeros of ``feats`` when it is mostly zeros (dense
+    bag-of-words node features; their CSR form goes to ``keep["csr"]`` for the weight gradient), else a GEMM."""
+    if weight_k is not None and native.mostly_zero(feats, weight_k):
+        out, keep["csr"] = native.nonzero_rows_matmul(feats, weight_k)
+        return out
+    return apply_weight(feats, weight_k).contiguous()
+
+
 def _forward_graph(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[Tensor], rulebook: Rulebook,
-                   c_out: int) -> Tensor:
-    """Forward over a rulebook with many pairs per output row: CSR products, sorted segment sums."""
+                   c_out: int, keep: dict) -> Tensor:
+    """Forward over a rulebook with many pairs per output row: CSR products, sorted segment sums. ``keep``
+    receives what the backward reuses (the CSR form of mostly-zero features)."""
     out = feats.new_zeros(rulebook.num_out, c_out)
     for k, s, e in rulebook.offset_slices():
         w = None if weight is None else weight[k]
         scale = None if pair_scale is None else pair_scale[s:e]
         if w is None or _transform_first(w):
-            _aggregate(rulebook, s, e, scale, apply_weight(feats, w).contiguous(), out=out)
+            _aggregate(rulebook, s, e, scale, _transform(feats, w, keep), out=out)
         else:
             out += apply_weight(_aggregate(rulebook, s, e, scale, feats), w)
     return out
 
 
+def _transposed_scale(transposed: Rulebook, pair_scale: Tensor) -> Tensor:
+    """``pair_scale`` in the pair order of ``transposed``; the last one is kept on it, so a layer that reuses
+    its normalised graph (GCN with ``cached=True``) gathers it once, not every backward."""
+    cached = transposed._derived.get("scale")  # (the scale itself, held so no other tensor takes its place; version)
+    if cached is None or cached[0] is not pair_scale or cached[1] != pair_scale._version:
+        gathered = pair_scale.index_select(0, transposed._derived["pair_order"])
+        cached = transposed._derived["scale"] = (pair_scale, pair_scale._version, gathered)
+    return cached[2]
+
+
 def _backward_graph(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[Tensor], rulebook: Rulebook,
-                    grad_out: Tensor, needs: Tuple[bool, bool, bool]):
+                    grad_out: Tensor, needs: Tuple[bool, bool, bool], kept: dict):
     need_feats, need_weight, need_scale = needs
     grad_feats = torch.zeros_like(feats) if need_feats else None
     grad_weight = torch.zeros_like(weight) if need_weight else None
     grad_scale = torch.zeros_like(pair_scale) if need_scale else None
     # the adjoint aggregation A^T runs over the transposed rulebook, also sorted by output
     transposed = rulebook.transpose()
-    order = transposed._derived["pair_order"]
+    scales_t = None if pair_scale is None else _transposed_scale(transposed, pair_scale)
     for k, s, e in rulebook.offset_slices():
         w = None if weight is None else weight[k]
         scale = None if pair_scale is None else pair_scale[s:e]
-        scale_t = None if scale is None else pair_scale.index_select(0, order[s:e])
+        scale_t = None if scale is None else scales_t[s:e]
         if _transform_first(w):
             grad_h = _aggregate(transposed, s, e, scale_t, grad_out)
             if need_feats:
                 grad_feats += _apply_weight_t(grad_h, w)
             if need_weight:
-                grad_weight[k] = _weight_grad(feats, grad_h, w)
+                csr = kept.get("csr")  # the CSR form of feats, if the forward found feats mostly zero
+                grad_weight[k] = (native.csr_weight_grad(csr, feats.size(1), grad_h) if csr is not None
+                                  else _weight_grad(feats, grad_h, w))
             if need_scale:
                 grad_scale[s:e] = _rowdot(apply_weight(feats, w).index_select(0, rulebook.in_idx[s:e]),
                                           grad_out.index_select(0, rulebook.out_idx[s:e]))
@@ -294,15 +317,20 @@ class _GatherScatter(torch.autograd.Function):
                 c_out: int):
         ctx.rulebook = rulebook
         ctx.save_for_backward(feats, weight, pair_scale)
-        run = _forward_pairs if rulebook.injective else _forward_graph
-        return run(feats, weight, pair_scale, rulebook, c_out)
+        if rulebook.injective:
+            return _forward_pairs(feats, weight, pair_scale, rulebook, c_out)
+        ctx.kept = {}
+        return _forward_graph(feats, weight, pair_scale, rulebook, c_out, ctx.kept)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
         feats, weight, pair_scale = ctx.saved_tensors
-        run = _backward_pairs if ctx.rulebook.injective else _backward_graph
-        grads = run(feats, weight, pair_scale, ctx.rulebook, grad_out.contiguous(), tuple(ctx.needs_input_grad[:3]))
+        needs = tuple(ctx.needs_input_grad[:3])
+        if ctx.rulebook.injective:
+            grads = _backward_pairs(feats, weight, pair_scale, ctx.rulebook, grad_out.contiguous(), needs)
+        else:
+            grads = _backward_graph(feats, weight, pair_scale, ctx.rulebook, grad_out.contiguous(), needs, ctx.kept)
         return (*grads, None, None)
 
 

@@ -167,3 +167,53 @@ def test_strided_backward_swaps_pairs_of_sorted_sites_and_transposes_others(shuf
     assert_close_with_grads(gather_scatter(feats, weight, rb), gather_scatter_reference(feats, weight, rb),
                             [feats, weight], **F32)
     assert ("transpose" in rb._derived) == shuffled
+
+
+def _mostly_zero(n, c_in, gen, density=0.02):
+    x = torch.randn(n, c_in, generator=gen)
+    return x * (torch.rand(n, c_in, generator=gen) < density)
+
+
+@needs_native
+@pytest.mark.parametrize("n,c_in,c_out", [(1, 16, 16), (300, 1433, 16), (257, 100, 32), (1000, 70, 48)])
+def test_nonzero_rows_matmul_and_its_csr_and_weight_grad(n, c_in, c_out):
+    gen = torch.Generator().manual_seed(n)
+    x = _mostly_zero(n, c_in, gen)
+    x[0, -1] = float("nan")  # a NaN is a nonzero (it propagates), -0.0 a zero, as in a GEMM
+    x[-1, 0] = -0.0
+    weight = torch.randn(c_in, c_out, generator=gen)
+    grad = torch.randn(n, c_out, generator=gen)
+    out, (crow, cols, vals) = native.nonzero_rows_matmul(x, weight)
+    torch.testing.assert_close(out, x @ weight, rtol=1e-5, atol=1e-5, equal_nan=True)
+    expected = x.to_sparse_csr()
+    assert torch.equal(crow, expected.crow_indices()) and torch.equal(cols.long(), expected.col_indices())
+    assert torch.equal(vals, expected.values()) or torch.allclose(vals, expected.values(), equal_nan=True)
+    finite = torch.nan_to_num(x, nan=0.0)
+    _, csr = native.nonzero_rows_matmul(finite, weight)
+    torch.testing.assert_close(native.csr_weight_grad(csr, c_in, grad), finite.t() @ grad, rtol=1e-5, atol=1e-4)
+
+
+@needs_native
+def test_mostly_zero_features_take_the_nonzero_path_through_the_engine_with_the_same_bits_per_thread_count():
+    from irregconv.rulebook import build_graph_rulebook
+    from irregconv.testing import random_graph
+    gen = torch.Generator().manual_seed(9)
+    x = _mostly_zero(700, 300, gen)
+    weight = torch.randn(1, 300, 16, generator=gen, requires_grad=True)
+    assert native.mostly_zero(x, weight[0]) and not native.mostly_zero(torch.randn(700, 300), weight[0])
+    rb = build_graph_rulebook(random_graph(700, 4000, gen), 700)
+    scale = torch.rand(rb.num_pairs, generator=gen)
+    feats = x.clone().requires_grad_()
+    assert_close_with_grads(gather_scatter(feats, weight, rb, scale), gather_scatter_reference(feats, weight, rb, scale),
+                            [feats, weight], **F32)
+    grad = torch.randn(700, 16, generator=gen)
+
+    def run():
+        out = gather_scatter(x, weight, rb, scale)
+        return out, torch.autograd.grad(out, weight, grad)[0]
+
+    with threads(1):
+        first = run()
+    with threads(2):
+        for _ in range(2):
+            assert all(torch.equal(a, b) for a, b in zip(run(), first))

@@ -21,6 +21,8 @@
 //
 // Measured on a 41k-voxel KITTI scan, 3x3x3 submanifold, 2 threads: 2.4 ms at C = 32 and 6.3 ms at C = 64
 // against 5.0 and 12.8 ms for the three passes (gather into a buffer, one GEMM per offset, scatter).
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -226,6 +228,100 @@ void grad_part(const GradJob& job, int64_t t) {
     job.valid[t] = valid;
 }
 
+// ---- dense rows that are mostly zeros (bag-of-words node features): x @ w through the nonzeros ----
+//
+// One pass over x finds its nonzeros 16 at a time (an AVX-512 compare gives their bit mask; elsewhere a scalar
+// loop does), multiplies them into out, and appends them to a CSR copy of x that the backward reuses for
+// x^T g, so a 98.7%-zero 2708 x 1433 Cora matrix is read once per step instead of by two GEMMs. Each thread
+// appends its rows to its own region of the CSR buffers (capacity: its rows x c_in, touched only as far as
+// written). Each output row sums its terms in column order: the same bits for any thread count.
+
+struct NonzeroJob {
+    const float* x; int64_t n; int64_t c_in; const float* w; int64_t c_out; float* out; int32_t* cols; float* vals;
+    int64_t* row_nnz; int64_t parts; char* valid;
+};
+
+template <uint32_t (*MASK)(const float*)>
+inline __attribute__((always_inline)) void nonzero_rows(const NonzeroJob& job, int64_t lo, int64_t hi) {
+    int64_t pos = lo * job.c_in;
+    for (int64_t r = lo; r < hi; ++r) {
+        const float* row = job.x + r * job.c_in;
+        float* out_row = job.out + r * job.c_out;
+        std::fill(out_row, out_row + job.c_out, 0.0f);
+        const int64_t start = pos;
+        auto take = [&](int64_t c) {
+            const float v = row[c];
+            job.cols[pos] = static_cast<int32_t>(c);
+            job.vals[pos++] = v;
+            const float* w_row = job.w + c * job.c_out;
+            for (int64_t col = 0; col < job.c_out; col += 16) add16(out_row + col, v * load16(w_row + col));
+        };
+        int64_t c = 0;
+        for (; c + 16 <= job.c_in; c += 16)
+            for (uint32_t m = MASK(row + c); m != 0; m &= m - 1) take(c + __builtin_ctz(m));
+        for (; c < job.c_in; ++c)
+            if (row[c] != 0.0f) take(c);
+        job.row_nnz[r] = pos - start;
+    }
+}
+
+inline uint32_t nonzero_mask_scalar(const float* p) {
+    uint32_t m = 0;
+    for (int j = 0; j < 16; ++j) m |= static_cast<uint32_t>(p[j] != 0.0f) << j;
+    return m;
+}
+
+void nonzero_rows_scalar(const NonzeroJob& job, int64_t lo, int64_t hi) {
+    nonzero_rows<nonzero_mask_scalar>(job, lo, hi);
+}
+
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+inline uint32_t nonzero_mask_avx512(const float* p) {
+    // not-equal or unordered: NaN counts as a nonzero (it must propagate), -0.0 as a zero
+    return _mm512_cmp_ps_mask(_mm512_loadu_ps(p), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+}
+
+void nonzero_rows_avx512(const NonzeroJob& job, int64_t lo, int64_t hi) {
+    nonzero_rows<nonzero_mask_avx512>(job, lo, hi);
+}
+#pragma GCC pop_options
+
+void nonzero_part(const NonzeroJob& job, int64_t t) {
+    static const bool avx512 = __builtin_cpu_supports("avx512f");
+    const int64_t lo = job.n * t / job.parts, hi = job.n * (t + 1) / job.parts;
+    (avx512 ? nonzero_rows_avx512 : nonzero_rows_scalar)(job, lo, hi);
+    job.valid[t] = 1;
+}
+
+// grad_w [c_in, c_out] += rows of a CSR matrix (row_ptr, cols, vals) transposed times g: fixed blocks of
+// ROW_BLOCK rows summed into partials, added in block order.
+constexpr int64_t ROW_BLOCK = 256;
+
+struct CsrGradJob {
+    const int64_t* row_ptr; const int32_t* cols; const float* vals; int64_t n; const float* g; int64_t c_out;
+    float* partials; int64_t size; int64_t parts; char* valid;
+};
+
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+void csr_block_outer(const CsrGradJob& job, int64_t b) {
+    float* partial = job.partials + b * job.size;
+    std::fill(partial, partial + job.size, 0.0f);
+    for (int64_t r = b * ROW_BLOCK; r < std::min(job.n, (b + 1) * ROW_BLOCK); ++r) {
+        const float* g_row = job.g + r * job.c_out;
+        for (int64_t q = job.row_ptr[r]; q < job.row_ptr[r + 1]; ++q) {
+            float* p_row = partial + static_cast<int64_t>(job.cols[q]) * job.c_out;
+            const float v = job.vals[q];
+            for (int64_t col = 0; col < job.c_out; col += 16) add16(p_row + col, v * load16(g_row + col));
+        }
+    }
+}
+
+void csr_grad_part(const CsrGradJob& job, int64_t t) {
+    for (int64_t b = t; b < (job.n + ROW_BLOCK - 1) / ROW_BLOCK; b += job.parts) csr_block_outer(job, b);
+    job.valid[t] = 1;
+}
+
 // torch's OpenMP entry points (libgomp ABI), when the caller found them
 typedef void (*ParallelFn)(void (*)(void*), void*, unsigned, unsigned);
 typedef int (*IntFn)();
@@ -274,7 +370,7 @@ bool run_parts(const J& job) {
 extern "C" {
 
 // Version of this interface; the Python side refuses a library built from other sources.
-int64_t irc_native_version() { return 4; }
+int64_t irc_native_version() { return 6; }
 
 // Hand over torch's OpenMP runtime: GOMP_parallel, omp_get_thread_num, omp_get_num_threads.
 void irc_use_openmp(void* parallel, void* thread_num, void* num_threads) {
@@ -326,6 +422,34 @@ int64_t irc_conv_weight_grad(const float* x, int64_t c_in, int64_t num_in, const
         for (int64_t e = 0; e < size; ++e) target[e] += partial[e];
     }
     return 0;
+}
+
+// out [n, c_out] = x [n, c_in] @ w [c_in, c_out] through the nonzeros of x, c_out a multiple of 16; the nonzeros
+// are appended to cols / vals (capacity n * c_in) from position (first row of the thread's share) * c_in on,
+// and row_nnz [n] gets each row's count. Returns the number of shares (parts): share t covers rows
+// [n * t / parts, n * (t + 1) / parts).
+int64_t irc_nonzero_rows_matmul(const float* x, int64_t n, int64_t c_in, const float* w, int64_t c_out, float* out,
+                                int32_t* cols, float* vals, int64_t* row_nnz, int64_t threads) {
+    threads = std::max<int64_t>(1, std::min<int64_t>(threads, n / 64 + 1));
+    std::vector<char> valid(threads, 0);
+    run_parts<NonzeroJob, nonzero_part>(NonzeroJob{x, n, c_in, w, c_out, out, cols, vals, row_nnz, threads,
+                                                   valid.data()});
+    return threads;
+}
+
+// grad_w [c_in, c_out] = X^T g for the CSR matrix X (row_ptr [n + 1], cols, vals) of c_in columns and
+// g [n, c_out], c_out a multiple of 16; the same bits for any thread count.
+void irc_csr_weight_grad(const int64_t* row_ptr, const int32_t* cols, const float* vals, int64_t n, int64_t c_in,
+                         const float* g, int64_t c_out, float* grad_w, int64_t threads) {
+    const int64_t size = c_in * c_out, blocks = (n + ROW_BLOCK - 1) / ROW_BLOCK;
+    std::vector<float> partials(blocks * size);
+    threads = std::max<int64_t>(1, std::min<int64_t>(threads, blocks));
+    std::vector<char> valid(threads, 0);
+    run_parts<CsrGradJob, csr_grad_part>(CsrGradJob{row_ptr, cols, vals, n, g, c_out, partials.data(), size, threads,
+                                                    valid.data()});
+    std::fill(grad_w, grad_w + size, 0.0f);
+    for (int64_t b = 0; b < blocks; ++b)  // in block order: the same sums for any thread count
+        for (int64_t e = 0; e < size; ++e) grad_w[e] += partials[b * size + e];
 }
 
 }  // extern "C"
