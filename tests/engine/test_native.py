@@ -3,7 +3,10 @@ weight gradients) on every convolution rulebook kind and channel layout they ser
 threads and as the three-pass path where both sum in the same order, errors instead of memory faults on
 broken rulebooks, and the fallback when disabled."""
 import dataclasses
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -217,3 +220,10 @@ def test_mostly_zero_features_take_the_nonzero_path_through_the_engine_with_the_
     with threads(2):
         for _ in range(2):
             assert all(torch.equal(a, b) for a, b in zip(run(), first))
+
+
+def test_environment_switch_turns_the_kernels_off():
+    code = "import irregconv.engine.backends.native as n; print(n.AVAILABLE)"
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "IRREGCONV_NATIVE": "0"},
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
