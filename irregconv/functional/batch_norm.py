@@ -13,6 +13,8 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from ..engine.backends import native
+
 
 class _BatchStatsNorm(torch.autograd.Function):
     """``(x - mean) * rsqrt(var + eps) * weight + bias`` with the batch's ``mean`` and biased ``var``, and the
@@ -24,6 +26,9 @@ class _BatchStatsNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], eps: float):
+        ctx.has_bias = bias is not None
+        if native.serves_rows(x):
+            return _native_forward(ctx, x, weight, bias, eps)
         n = x.size(0)
         ones = x.new_ones(1, n)
         mean = (ones @ x) / n
@@ -31,8 +36,8 @@ class _BatchStatsNorm(torch.autograd.Function):
         var = (ones @ centered.square()) / n
         inv_std = torch.rsqrt(var + eps)
         xhat = centered.mul_(inv_std)
+        ctx.native = False
         ctx.save_for_backward(xhat, inv_std, weight)
-        ctx.has_bias = bias is not None
         out = xhat.clone() if weight is None else xhat * weight   # never the saved xhat: ReLU(inplace) follows
         if bias is not None:
             out.add_(bias)
@@ -42,6 +47,8 @@ class _BatchStatsNorm(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor, _grad_mean, _grad_var):
+        if ctx.native:
+            return _native_backward(ctx, grad.contiguous())
         xhat, inv_std, weight = ctx.saved_tensors
         n = xhat.size(0)
         grad = grad.contiguous()
@@ -56,6 +63,39 @@ class _BatchStatsNorm(torch.autograd.Function):
         grad_w = grad_weight.reshape(-1) if weight is not None and ctx.needs_input_grad[1] else None
         grad_b = grad_bias.reshape(-1) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b, None
+
+
+def _native_forward(ctx, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], eps: float):
+    """float32 CPU rows: the statistics in two native passes summed in double (fixed blocks of rows, the same
+    bits for any thread count), the output in one fused ``x * scale + shift`` pass; the backward recomputes
+    ``xhat`` from the saved ``x`` instead of keeping it (3 passes over ``[N, C]`` instead of 7, one buffer)."""
+    mean, var = native.column_moments(x)
+    inv_std = torch.rsqrt(var + eps)
+    scale = inv_std if weight is None else inv_std * weight.double()
+    shift = -mean * scale if bias is None else bias.double() - mean * scale
+    out = torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
+    ctx.native = True
+    ctx.save_for_backward(x, mean, inv_std, weight)
+    mean, var = mean.to(x.dtype).unsqueeze(0), var.to(x.dtype).unsqueeze(0)
+    ctx.mark_non_differentiable(mean, var)
+    return out, mean, var
+
+
+def _native_backward(ctx, grad: Tensor):
+    """``dx = coef * (g - mean(g) - xhat * mean(g * xhat))`` with ``coef = inv_std * weight``, as
+    ``g * coef + x * a + b`` per column after one native pass for the two sums."""
+    x, mean, inv_std, weight = ctx.saved_tensors
+    n = x.size(0)
+    sum_g, sum_g_xhat = native.column_grad_sums(grad, x, mean, inv_std)
+    grad_x = None
+    if ctx.needs_input_grad[0]:
+        coef = inv_std if weight is None else inv_std * weight.double()
+        a = -coef * sum_g_xhat * inv_std / n
+        b = -coef * sum_g / n - a * mean
+        grad_x = torch.addcmul(b.to(x.dtype), grad, coef.to(x.dtype)).addcmul_(x, a.to(x.dtype))
+    grad_w = sum_g_xhat.to(x.dtype) if weight is not None and ctx.needs_input_grad[1] else None
+    grad_b = sum_g.to(x.dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
+    return grad_x, grad_w, grad_b, None
 
 
 def batch_norm_rows(x: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor],

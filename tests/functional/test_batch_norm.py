@@ -55,3 +55,32 @@ def test_output_is_not_the_saved_normalised_rows():
     expected = torch.autograd.grad(torch.relu(out).sum(), x, retain_graph=True)[0]
     torch.relu_(out)
     torch.testing.assert_close(torch.autograd.grad(out.sum(), x)[0], expected, **F64)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("rows", [2, 37, 5000])
+def test_float32_rows_take_the_native_statistics_and_match_the_float64_truth(affine, rows):
+    """float32 CPU rows use the native column sums (in double); compared with torch's float64 batch norm, and
+    the same bits for 1 and 2 threads and after an in-place ReLU on the output."""
+    from irregconv.engine.backends import native
+    from irregconv.testing import threads
+    gen = torch.Generator().manual_seed(rows)
+    x = torch.randn(rows, 24, generator=gen) * 3 + 1
+    weight, bias = (torch.randn(24, generator=gen), torch.randn(24, generator=gen)) if affine else (None, None)
+    assert native.serves_rows(x) == native.AVAILABLE
+    cotangent = torch.randn(rows, 24, generator=gen)
+
+    def run(dtype):
+        leaves = [t.to(dtype).requires_grad_() for t in (x, weight, bias) if t is not None]
+        mean, var = torch.zeros(24, dtype=dtype), torch.ones(24, dtype=dtype)
+        out = batch_norm_rows(leaves[0], mean, var, *(leaves[1:] or [None, None]), True, 0.1, 1e-5)
+        grads = torch.autograd.grad(torch.relu_(out), leaves, cotangent.to(dtype))
+        return [out, mean, var, *grads]
+
+    truth = run(torch.float64)
+    with threads(1):
+        first = run(torch.float32)
+    for got, want in zip(first, truth):
+        torch.testing.assert_close(got, want.float(), rtol=2e-5, atol=2e-4)
+    with threads(2):
+        assert all(torch.equal(a, b) for a, b in zip(run(torch.float32), first))

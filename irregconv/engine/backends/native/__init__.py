@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-_VERSION = 6
+_VERSION = 7
 
 
 def _share_torch_openmp(library: ctypes.CDLL) -> None:
@@ -57,6 +57,11 @@ def _load() -> Optional[ctypes.CDLL]:
     library.irc_nonzero_rows_matmul.restype = integer
     library.irc_nonzero_rows_matmul.argtypes = [pointer, integer, integer, pointer, integer, pointer, pointer,
                                                 pointer, pointer, integer]
+    library.irc_column_moments.restype = None
+    library.irc_column_moments.argtypes = [pointer, integer, integer, pointer, pointer, pointer, integer]
+    library.irc_column_grad_sums.restype = None
+    library.irc_column_grad_sums.argtypes = [pointer, pointer, integer, integer, pointer, pointer, pointer, pointer,
+                                             integer]
     library.irc_csr_weight_grad.restype = None
     library.irc_csr_weight_grad.argtypes = [pointer, pointer, pointer, integer, integer, pointer, integer, pointer,
                                             integer]
@@ -208,3 +213,29 @@ def csr_weight_grad(csr: Tuple[Tensor, Tensor, Tensor], num_columns: int, grad: 
     _LIBRARY.irc_csr_weight_grad(crow.data_ptr(), cols.data_ptr(), vals.data_ptr(), crow.numel() - 1, num_columns,
                                  grad.data_ptr(), grad.size(1), out.data_ptr(), torch.get_num_threads())
     return out
+
+
+def serves_rows(x: Tensor) -> bool:
+    """Whether the column-statistics kernels handle rows ``x``: a float32 ``[N, C]`` CPU tensor."""
+    return AVAILABLE and _enabled and x.dim() == 2 and x.device.type == "cpu" and x.dtype == torch.float32
+
+
+def column_moments(x: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(mean [C], biased var [C])`` of the rows ``x [N, C]``, float64: two passes (the sum, then the squares
+    about the mean), each summed in fixed blocks of rows: the same bits for any thread count."""
+    x = x.contiguous()
+    sums, mean, squares = (torch.empty(x.size(1), dtype=torch.float64) for _ in range(3))
+    _LIBRARY.irc_column_moments(x.data_ptr(), x.size(0), x.size(1), sums.data_ptr(), mean.data_ptr(),
+                                squares.data_ptr(), torch.get_num_threads())
+    return mean, squares / max(x.size(0), 1)
+
+
+def column_grad_sums(grad: Tensor, x: Tensor, mean: Tensor, inv_std: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(sum of grad, sum of grad * (x - mean) * inv_std)`` over the rows, float64 ``[C]`` each (``mean`` and
+    ``inv_std`` float64 ``[C]``); one pass, fixed blocks of rows."""
+    grad, x = grad.contiguous(), x.contiguous()
+    mean, inv_std = mean.contiguous(), inv_std.contiguous()
+    sum_g, sum_g_xhat = (torch.empty(x.size(1), dtype=torch.float64) for _ in range(2))
+    _LIBRARY.irc_column_grad_sums(grad.data_ptr(), x.data_ptr(), x.size(0), x.size(1), mean.data_ptr(),
+                                  inv_std.data_ptr(), sum_g.data_ptr(), sum_g_xhat.data_ptr(), torch.get_num_threads())
+    return sum_g, sum_g_xhat

@@ -367,10 +367,69 @@ bool run_parts(const J& job) {
 
 }  // namespace
 
+// ---- column statistics for batch norm over rows: sums in double, fixed blocks of rows added in order ----
+
+constexpr int64_t STAT_BLOCK = 1024;
+
+struct ColumnJob {
+    const float* x; const float* g; int64_t n; int64_t c; const double* mean; const double* inv_std;
+    double* partials;  // [blocks, 2, c]
+    int64_t parts; char* valid;
+};
+
+// first: sum of x (or of g if g is given); second: sum of (x - mean)^2 (or of g * (x - mean) * inv_std)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+void column_block(const ColumnJob& job, int64_t b) {
+    double* first = job.partials + b * 2 * job.c;
+    double* second = first + job.c;
+    std::fill(first, first + 2 * job.c, 0.0);
+    for (int64_t r = b * STAT_BLOCK; r < std::min(job.n, (b + 1) * STAT_BLOCK); ++r) {
+        const float* x = job.x + r * job.c;
+        if (job.g == nullptr) {
+            if (job.mean == nullptr) {
+                for (int64_t c = 0; c < job.c; ++c) first[c] += x[c];
+            } else {
+                for (int64_t c = 0; c < job.c; ++c) {
+                    const double d = x[c] - job.mean[c];
+                    second[c] += d * d;
+                }
+            }
+        } else {
+            const float* g = job.g + r * job.c;
+            for (int64_t c = 0; c < job.c; ++c) {
+                first[c] += g[c];
+                second[c] += g[c] * ((x[c] - job.mean[c]) * job.inv_std[c]);
+            }
+        }
+    }
+}
+
+void column_part(const ColumnJob& job, int64_t t) {
+    for (int64_t b = t; b < (job.n + STAT_BLOCK - 1) / STAT_BLOCK; b += job.parts) column_block(job, b);
+    job.valid[t] = 1;
+}
+
+void column_sums(ColumnJob job, double* first, double* second, int64_t threads) {
+    const int64_t blocks = (job.n + STAT_BLOCK - 1) / STAT_BLOCK;
+    std::vector<double> partials(blocks * 2 * job.c);
+    job.partials = partials.data();
+    job.parts = std::max<int64_t>(1, std::min<int64_t>(threads, blocks));
+    std::vector<char> valid(job.parts, 0);
+    job.valid = valid.data();
+    run_parts<ColumnJob, column_part>(job);
+    std::fill(first, first + job.c, 0.0);
+    std::fill(second, second + job.c, 0.0);
+    for (int64_t b = 0; b < blocks; ++b)  // in block order: the same sums for any thread count
+        for (int64_t c = 0; c < job.c; ++c) {
+            first[c] += partials[(b * 2) * job.c + c];
+            second[c] += partials[(b * 2 + 1) * job.c + c];
+        }
+}
+
 extern "C" {
 
 // Version of this interface; the Python side refuses a library built from other sources.
-int64_t irc_native_version() { return 6; }
+int64_t irc_native_version() { return 7; }
 
 // Hand over torch's OpenMP runtime: GOMP_parallel, omp_get_thread_num, omp_get_num_threads.
 void irc_use_openmp(void* parallel, void* thread_num, void* num_threads) {
@@ -450,6 +509,21 @@ void irc_csr_weight_grad(const int64_t* row_ptr, const int32_t* cols, const floa
     std::fill(grad_w, grad_w + size, 0.0f);
     for (int64_t b = 0; b < blocks; ++b)  // in block order: the same sums for any thread count
         for (int64_t e = 0; e < size; ++e) grad_w[e] += partials[b * size + e];
+}
+
+// Batch statistics of x [n, c]: sums [c] of x, then (given mean) of (x - mean)^2, in double.
+void irc_column_moments(const float* x, int64_t n, int64_t c, double* sums, double* mean, double* squares,
+                        int64_t threads) {
+    std::vector<double> unused(c);
+    column_sums(ColumnJob{x, nullptr, n, c, nullptr, nullptr, nullptr, 0, nullptr}, sums, unused.data(), threads);
+    for (int64_t k = 0; k < c; ++k) mean[k] = n > 0 ? sums[k] / n : 0.0;
+    column_sums(ColumnJob{x, nullptr, n, c, mean, nullptr, nullptr, 0, nullptr}, unused.data(), squares, threads);
+}
+
+// Backward sums of batch norm: sum of g and of g * (x - mean) * inv_std per column, in double.
+void irc_column_grad_sums(const float* g, const float* x, int64_t n, int64_t c, const double* mean,
+                          const double* inv_std, double* sum_g, double* sum_g_xhat, int64_t threads) {
+    column_sums(ColumnJob{x, g, n, c, mean, inv_std, nullptr, 0, nullptr}, sum_g, sum_g_xhat, threads);
 }
 
 }  // extern "C"
