@@ -227,3 +227,36 @@ def test_environment_switch_turns_the_kernels_off():
     result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "IRREGCONV_NATIVE": "0"},
                             capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+@needs_native
+@pytest.mark.parametrize("channels", [16, 17, 50, 64, 70, 128])
+def test_csr_rows_add_matches_the_sparse_product_with_the_same_bits_per_thread_count(channels):
+    from irregconv.engine.backends import csr_rows_add
+    gen = torch.Generator().manual_seed(channels)
+    adjacency = (torch.rand(300, 200, generator=gen) < 0.05) * torch.randn(300, 200, generator=gen)
+    adjacency[7] = 0  # a row without entries
+    csr = adjacency.to_sparse_csr()
+    src = torch.randn(200, channels, generator=gen)
+    start = torch.randn(300, channels, generator=gen)
+
+    def run():
+        return csr_rows_add(start.clone(), csr.crow_indices(), csr.col_indices(), csr.values(), src)
+
+    with threads(1):
+        first = run()
+    torch.testing.assert_close(first, start + adjacency @ src, rtol=1e-5, atol=1e-5)
+    with threads(2):
+        assert torch.equal(run(), first)
+
+
+@needs_native
+def test_csr_rows_add_rejects_broken_rows():
+    crow, col, values = torch.tensor([0, 2, 3]), torch.tensor([0, 5, 1]), torch.ones(3)
+    src, out = torch.randn(4, 16), torch.zeros(2, 16)
+    with pytest.raises(ValueError, match=r"every column must be in \[0, 4\)"):
+        native.csr_rows_add(out, crow, col, values, src)
+    with pytest.raises(ValueError, match="crow must rise from 0"):
+        native.csr_rows_add(out, torch.tensor([0, 2, 2]), torch.tensor([0, 1, 1]), values, src)
+    with pytest.raises(ValueError, match="crow must not fall"):
+        native.csr_rows_add(torch.zeros(3, 16), torch.tensor([0, 3, 1, 3]), torch.tensor([0, 1, 1]), values, src)

@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-_VERSION = 7
+_VERSION = 8
 
 
 def _share_torch_openmp(library: ctypes.CDLL) -> None:
@@ -62,6 +62,9 @@ def _load() -> Optional[ctypes.CDLL]:
     library.irc_column_grad_sums.restype = None
     library.irc_column_grad_sums.argtypes = [pointer, pointer, integer, integer, pointer, pointer, pointer, pointer,
                                              integer]
+    library.irc_csr_rows_add.restype = integer
+    library.irc_csr_rows_add.argtypes = [pointer, integer, integer, pointer, pointer, pointer, pointer, integer,
+                                         integer]
     library.irc_csr_weight_grad.restype = None
     library.irc_csr_weight_grad.argtypes = [pointer, pointer, pointer, integer, integer, pointer, integer, pointer,
                                             integer]
@@ -239,3 +242,22 @@ def column_grad_sums(grad: Tensor, x: Tensor, mean: Tensor, inv_std: Tensor) -> 
     _LIBRARY.irc_column_grad_sums(grad.data_ptr(), x.data_ptr(), x.size(0), x.size(1), mean.data_ptr(),
                                   inv_std.data_ptr(), sum_g.data_ptr(), sum_g_xhat.data_ptr(), torch.get_num_threads())
     return sum_g, sum_g_xhat
+
+
+def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Tensor, src: Tensor) -> Tensor:
+    """In place ``out[o] += sum_{q in crow[o]:crow[o + 1]} values[q] * src[col[q]]``, terms in ``q`` order, one
+    row per iteration (the same bits for any thread count); float32 CPU ``out`` contiguous.
+
+    Raises:
+        ValueError: if ``crow`` does not rise from 0 to ``col``'s length or a column is outside ``src``.
+    """
+    col, values, src, crow = col.contiguous(), values.contiguous(), src.contiguous(), crow.contiguous()
+    if (crow.numel() != out.size(0) + 1 or int(crow[0]) != 0 or int(crow[-1]) != col.numel()
+            or values.numel() != col.numel()):
+        raise ValueError(f"csr_rows_add: crow must rise from 0 to the {col.numel()} entries over "
+                         f"{out.size(0) + 1} positions")
+    status = _LIBRARY.irc_csr_rows_add(out.data_ptr(), out.size(0), out.size(1), crow.data_ptr(), col.data_ptr(),
+                                       values.data_ptr(), src.data_ptr(), src.size(0), torch.get_num_threads())
+    if status != 0:
+        raise ValueError(f"csr_rows_add: crow must not fall and every column must be in [0, {src.size(0)})")
+    return out

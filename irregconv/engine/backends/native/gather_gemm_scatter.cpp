@@ -367,6 +367,58 @@ bool run_parts(const J& job) {
 
 }  // namespace
 
+// ---- CSR row sums (graph aggregation): out[o] += sum_q values[q] * src[col[q]] over q in crow[o]:crow[o+1] ----
+//
+// One output row per iteration, its terms added in q order into vector registers (64 channels at a time; a
+// last partial vector of fewer than 16 channels is loaded and stored through a zero-padded copy), then added
+// to out[o]: the same bits for any thread count.
+
+struct CsrJob {
+    float* out; int64_t n; int64_t c; const int64_t* crow; const int64_t* col; const float* values; const float* src;
+    int64_t num_src; int64_t parts; char* valid;
+};
+
+// Columns [c0, c0 + 16 V + tail) of row o: V full vectors in registers, then `tail` (< 16) more channels summed
+// in a scalar array.
+template <int V>
+inline __attribute__((always_inline)) bool csr_row_block(const CsrJob& job, int64_t o, int64_t c0, int64_t tail) {
+    v16 acc[V > 0 ? V : 1];
+    float rest[16] = {};
+    for (int v = 0; v < V; ++v) acc[v] = v16{};
+    if (job.crow[o + 1] < job.crow[o]) return false;
+    for (int64_t q = job.crow[o]; q < job.crow[o + 1]; ++q) {
+        if (job.col[q] < 0 || job.col[q] >= job.num_src) return false;
+        const float* row = job.src + job.col[q] * job.c + c0;
+        const float value = job.values[q];
+        for (int v = 0; v < V; ++v) acc[v] += value * load16(row + 16 * v);
+        for (int64_t j = 0; j < tail; ++j) rest[j] += value * row[16 * V + j];
+    }
+    float* target = job.out + o * job.c + c0;
+    for (int v = 0; v < V; ++v) add16(target + 16 * v, acc[v]);
+    for (int64_t j = 0; j < tail; ++j) target[16 * V + j] += rest[j];
+    return true;
+}
+
+// Rows [lo, hi); false at the first row whose entries break the CSR invariants (that row is left as it was).
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+bool csr_rows(const CsrJob& job, int64_t lo, int64_t hi) {
+    for (int64_t o = lo; o < hi; ++o)
+        for (int64_t c0 = 0; c0 < job.c; c0 += 64) {
+            const int64_t width = std::min<int64_t>(64, job.c - c0), tail = width % 16;
+            const bool valid = width >= 64   ? csr_row_block<4>(job, o, c0, tail)
+                               : width >= 48 ? csr_row_block<3>(job, o, c0, tail)
+                               : width >= 32 ? csr_row_block<2>(job, o, c0, tail)
+                               : width >= 16 ? csr_row_block<1>(job, o, c0, tail)
+                                             : csr_row_block<0>(job, o, c0, tail);
+            if (!valid) return false;
+        }
+    return true;
+}
+
+void csr_part(const CsrJob& job, int64_t t) {
+    job.valid[t] = csr_rows(job, job.n * t / job.parts, job.n * (t + 1) / job.parts);
+}
+
 // ---- column statistics for batch norm over rows: sums in double, fixed blocks of rows added in order ----
 
 constexpr int64_t STAT_BLOCK = 1024;
@@ -429,7 +481,7 @@ void column_sums(ColumnJob job, double* first, double* second, int64_t threads) 
 extern "C" {
 
 // Version of this interface; the Python side refuses a library built from other sources.
-int64_t irc_native_version() { return 7; }
+int64_t irc_native_version() { return 8; }
 
 // Hand over torch's OpenMP runtime: GOMP_parallel, omp_get_thread_num, omp_get_num_threads.
 void irc_use_openmp(void* parallel, void* thread_num, void* num_threads) {
@@ -524,6 +576,17 @@ void irc_column_moments(const float* x, int64_t n, int64_t c, double* sums, doub
 void irc_column_grad_sums(const float* g, const float* x, int64_t n, int64_t c, const double* mean,
                           const double* inv_std, double* sum_g, double* sum_g_xhat, int64_t threads) {
     column_sums(ColumnJob{x, g, n, c, mean, inv_std, nullptr, 0, nullptr}, sum_g, sum_g_xhat, threads);
+}
+
+// out [n, c] += A @ src for the CSR matrix A (crow [n + 1] from 0 to the length of col, col, values) over the
+// rows of src [num_src, c]. Returns 0, or 1 if crow falls somewhere or a column is outside [0, num_src) (out is
+// then partly summed).
+int64_t irc_csr_rows_add(float* out, int64_t n, int64_t c, const int64_t* crow, const int64_t* col,
+                         const float* values, const float* src, int64_t num_src, int64_t threads) {
+    threads = std::max<int64_t>(1, std::min<int64_t>(threads, crow[n] * c / 65536 + 1));
+    std::vector<char> valid(threads, 0);
+    const CsrJob job{out, n, c, crow, col, values, src, num_src, threads, valid.data()};
+    return run_parts<CsrJob, csr_part>(job) ? 0 : 1;
 }
 
 }  // extern "C"
