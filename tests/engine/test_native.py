@@ -207,8 +207,8 @@ def test_mostly_zero_features_take_the_nonzero_path_through_the_engine_with_the_
     rb = build_graph_rulebook(random_graph(700, 4000, gen), 700)
     scale = torch.rand(rb.num_pairs, generator=gen)
     feats = x.clone().requires_grad_()
-    assert_close_with_grads(gather_scatter(feats, weight, rb, scale), gather_scatter_reference(feats, weight, rb, scale),
-                            [feats, weight], **F32)
+    assert_close_with_grads(gather_scatter(feats, weight, rb, scale),
+                            gather_scatter_reference(feats, weight, rb, scale), [feats, weight], **F32)
     grad = torch.randn(700, 16, generator=gen)
 
     def run():

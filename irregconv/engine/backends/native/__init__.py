@@ -1,15 +1,18 @@
-"""The fused gather-GEMM-scatter kernel (``gather_gemm_scatter.cpp``), loaded with ctypes.
+"""The engine's native CPU kernels (``gather_gemm_scatter.cpp``), loaded with ctypes: the fused gather-GEMM-scatter
+of a convolution and its weight gradient, CSR row sums for graphs, products through the nonzeros of
+mostly-zero dense rows, batch-norm column statistics.
 
-``setup.py`` compiles it at install time (a plain C++ library: no Python or torch headers, seconds with any
-``g++``); where it is missing (no compiler at install, another platform) :data:`AVAILABLE` is False and the
-engine keeps its three-pass numba/torch path. ``IRREGCONV_NATIVE=0`` turns it off for a process,
-:func:`disabled` for a block of code.
+``setup.py`` compiles them at install time (a plain C++ library: no Python or torch headers, seconds with any
+``g++``); where the library is missing (no compiler at install, another platform) :data:`AVAILABLE` is False
+and the engine keeps its numba/torch paths (same results to rounding, slower). ``IRREGCONV_NATIVE=0`` turns
+the kernels off for a process, :func:`disabled` for a block of code.
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import os
+import warnings
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -48,7 +51,9 @@ def _load() -> Optional[ctypes.CDLL]:
     library = ctypes.CDLL(str(candidates[0]))
     library.irc_native_version.restype = ctypes.c_int64
     if library.irc_native_version() != _VERSION:
-        return None  # built from other sources: reinstall (pip install -e .) to rebuild it
+        warnings.warn(f"irregconv: {candidates[0].name} was built from other sources than this irregconv; running "
+                      f"without the native kernels (slower). Rebuild it: pip install -e . (or make install)")
+        return None
     _share_torch_openmp(library)
     pointer, integer = ctypes.c_void_p, ctypes.c_int64
     library.irc_conv_accumulate.restype = integer
@@ -94,8 +99,9 @@ def disabled():
 def serves(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[Tensor], c_out: int) -> bool:
     """Whether the kernels handle this call: CPU float32, an ungrouped weight ``[K, C_in, C_out]`` with
     ``C_out`` a multiple of 16 (``c_out``: the channels of the rows the call writes), no per-pair scale."""
-    return (AVAILABLE and _enabled and weight is not None and pair_scale is None and weight.dim() == 3 and c_out % 16 == 0
-            and feats.device.type == "cpu" and feats.dtype == torch.float32 and weight.dtype == torch.float32)
+    return (AVAILABLE and _enabled and weight is not None and pair_scale is None and weight.dim() == 3
+            and c_out % 16 == 0 and feats.device.type == "cpu" and feats.dtype == torch.float32
+            and weight.dtype == torch.float32)
 
 
 def _pairs(in_idx: Tensor, out_idx: Tensor, offset_ptr: Tensor, num_k: int, owner: str):

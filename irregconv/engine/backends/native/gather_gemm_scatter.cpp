@@ -1,20 +1,25 @@
-// Fused gather -> GEMM -> scatter over an injective rulebook, float32, CPU.
+// The engine's native CPU kernels (float32), loaded with ctypes by irregconv/engine/backends/native:
+//   * irc_conv_accumulate / irc_conv_weight_grad: fused gather -> GEMM -> scatter over an injective rulebook
+//     (convolution) and its weight gradient;
+//   * irc_csr_rows_add: CSR row sums (graph aggregation);
+//   * irc_nonzero_rows_matmul / irc_csr_weight_grad: x @ w through the nonzeros of mostly-zero dense rows;
+//   * irc_column_moments / irc_column_grad_sums: batch-norm statistics over rows.
 //
-// out[o] += sum_k x[in] @ w[k] over the pairs (in, o) of every offset k (except `skip`, the identity offset
-// the caller has already applied as a plain matmul).
+// The fused convolution: out[o] += sum_k x[in] @ w[k] over the pairs (in, o) of every offset k (except `skip`,
+// the identity offset the caller has already applied as a plain matmul). Pairs arrive as the rulebook stores
+// them: grouped by offset, sorted by output row within an offset, at most one pair per (offset, output row).
+// Each thread owns a range of output rows and walks it in tiles of TILE_ROWS rows; for each offset it takes
+// that offset's pairs landing in the tile (a cursor per offset only moves forward) and multiplies them in
+// groups of up to R rows that share w[k]: the R x (16 V) block of products stays in vector registers across
+// the whole C_in loop, each w[k] row is loaded once per group, and the block is added to its output rows
+// (still in cache) at the end. Nothing is written to memory between the gather and the scatter, which is
+// where the three-pass engine spends most of its time.
 //
-// Pairs arrive as the rulebook stores them: grouped by offset, sorted by output row within an offset, at
-// most one pair per (offset, output row). Each thread owns a range of output rows and walks it in tiles of
-// TILE_ROWS rows; for each offset it takes that offset's pairs landing in the tile (a cursor per offset only
-// moves forward) and multiplies them in groups of up to R rows that share w[k]: the R x (16 V) block of
-// products stays in vector registers across the whole C_in loop, each w[k] row is loaded once per group,
-// and the block is added to its output rows (still in L1) at the end. Nothing is written to memory between
-// the gather and the scatter, which is where the three-pass engine spends most of its time.
-//
-// Every output row is summed in offset order, one term per offset, whatever the number of threads: the
-// bits never depend on the thread count. Threads come from torch's own OpenMP pool when the caller hands
-// over its entry points (irc_use_openmp): a pool of our own would compete with torch's workers, which spin
-// for a while after every parallel op (measured: two threads slower than one). Otherwise std::threads.
+// Determinism: every output row is summed in offset order, one term per offset, and every other reduction
+// runs over fixed blocks of rows or pairs added in block order, so the bits never depend on the thread count.
+// Threads come from torch's own OpenMP pool when the caller hands over its entry points (irc_use_openmp): a
+// pool of our own would compete with torch's workers, which spin for a while after every parallel op
+// (measured: two threads slower than one). Otherwise std::threads.
 //
 // Vector code is written with GCC vector extensions; `target_clones` compiles it for AVX-512, AVX2 and the
 // baseline and picks one at load time, so the library built here runs on any x86-64 CPU.
@@ -79,10 +84,16 @@ inline __attribute__((always_inline)) void run(const float* x, int64_t c_in, con
         int64_t p = 0;
         for (; p + R <= n; p += R) block<R, V>(x, c_in, wk, c_out, col, in + p, out_rows + p, out);
         const int64_t rest = n - p;
-        // the remainder (< R rows): at most log2(R) smaller blocks
-        if (R > 4 && (rest & 4)) { block<(R > 4 ? 4 : 1), V>(x, c_in, wk, c_out, col, in + p, out_rows + p, out); p += 4; }
-        if (R > 2 && (rest & 2)) { block<(R > 2 ? 2 : 1), V>(x, c_in, wk, c_out, col, in + p, out_rows + p, out); p += 2; }
-        if (R > 1 && (rest & 1)) { block<1, V>(x, c_in, wk, c_out, col, in + p, out_rows + p, out); p += 1; }
+        // the remainder (< R <= 8 rows): at most three smaller blocks
+        if (R > 4 && (rest & 4)) {
+            block<(R > 4 ? 4 : 1), V>(x, c_in, wk, c_out, col, in + p, out_rows + p, out);
+            p += 4;
+        }
+        if (R > 2 && (rest & 2)) {
+            block<(R > 2 ? 2 : 1), V>(x, c_in, wk, c_out, col, in + p, out_rows + p, out);
+            p += 2;
+        }
+        if (R > 1 && (rest & 1)) block<1, V>(x, c_in, wk, c_out, col, in + p, out_rows + p, out);
     }
 }
 
@@ -93,7 +104,6 @@ inline __attribute__((always_inline)) bool rows_range(const float* x, int64_t c_
                                                       int64_t c_out, const int64_t* in_idx, const int64_t* out_idx,
                                                       const int64_t* offset_ptr, int64_t num_k, int64_t skip,
                                                       float* out, int64_t num_out, int64_t lo, int64_t hi) {
-    bool valid = true;
     std::vector<int64_t> cursor(num_k);
     for (int64_t k = 0; k < num_k; ++k)
         cursor[k] = std::lower_bound(out_idx + offset_ptr[k], out_idx + offset_ptr[k + 1], lo) - out_idx;
@@ -117,8 +127,9 @@ inline __attribute__((always_inline)) bool rows_range(const float* x, int64_t c_
         }
     }
     // the last range must have used every pair (an output row >= num_out is never reached)
-    for (int64_t k = 0; k < num_k && hi == num_out; ++k) valid &= k == skip || cursor[k] == offset_ptr[k + 1];
-    return valid;
+    for (int64_t k = 0; k < num_k && hi == num_out; ++k)
+        if (k != skip && cursor[k] != offset_ptr[k + 1]) return false;
+    return true;
 }
 
 // One thread's rows, compiled for each instruction set; the widest the CPU has is chosen at load time.
