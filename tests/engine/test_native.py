@@ -204,6 +204,9 @@ def test_mostly_zero_features_take_the_nonzero_path_through_the_engine_with_the_
     x = _mostly_zero(700, 300, gen)
     weight = torch.randn(1, 300, 16, generator=gen, requires_grad=True)
     assert native.mostly_zero(x, weight[0]) and not native.mostly_zero(torch.randn(700, 300), weight[0])
+    with pytest.MonkeyPatch.context() as patch:  # past the size cap the CSR buffers would reserve too much
+        patch.setattr(native, "MAX_ENTRIES", x.numel() - 1)
+        assert not native.mostly_zero(x, weight[0])
     rb = build_graph_rulebook(random_graph(700, 4000, gen), 700)
     scale = torch.rand(rb.num_pairs, generator=gen)
     feats = x.clone().requires_grad_()
