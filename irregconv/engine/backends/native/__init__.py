@@ -19,7 +19,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-_VERSION = 8
+_VERSION = 9
 
 
 def _share_torch_openmp(library: ctypes.CDLL) -> None:

@@ -149,13 +149,15 @@ bool thread_rows(const float* x, int64_t c_in, int64_t num_in, const float* w, i
 
 // ---- weight gradient: grad_w[k] = sum over the pairs (i, o) of offset k of x[i]^T g[o] ----
 //
-// The pairs of each offset are cut into items of ITEM_PAIRS consecutive pairs (a cut that does not depend on
-// the thread count); each item's partial sum is computed in pair order into its own buffer, and an offset's
-// partials are added in item order: the same bits for any number of threads. Within an item, SUB_PAIRS pairs
-// at a time are multiplied block by block (RI input channels x 16 V output channels held in registers), so
-// the gathered rows of a sub-range are read from L1 once per block.
+// The pairs of each offset are cut into min(MAX_ITEMS, ceil(pairs / ITEM_PAIRS)) equal items of consecutive pairs
+// (a cut that depends on the pair count only, never on the thread count, and bounds the partials to
+// MAX_ITEMS x K x C_in x C_out floats); each item's partial sum is computed in pair order into its own buffer,
+// and an offset's partials are added in item order: the same bits for any number of threads. Within an item,
+// SUB_PAIRS pairs at a time are multiplied block by block (RI input channels x 16 V output channels held in
+// registers), so the gathered rows of a sub-range are read from L1 once per block.
 
 constexpr int64_t ITEM_PAIRS = 2048;
+constexpr int64_t MAX_ITEMS = 16;
 constexpr int64_t SUB_PAIRS = 128;
 
 template <int RI, int V>
@@ -305,20 +307,21 @@ void nonzero_part(const NonzeroJob& job, int64_t t) {
     job.valid[t] = 1;
 }
 
-// grad_w [c_in, c_out] += rows of a CSR matrix (row_ptr, cols, vals) transposed times g: fixed blocks of
-// ROW_BLOCK rows summed into partials, added in block order.
+// grad_w [c_in, c_out] += rows of a CSR matrix (row_ptr, cols, vals) transposed times g: min(MAX_ITEMS,
+// ceil(n / ROW_BLOCK)) equal ranges of rows (a cut that depends on n only) summed into partials, added in
+// range order.
 constexpr int64_t ROW_BLOCK = 256;
 
 struct CsrGradJob {
     const int64_t* row_ptr; const int32_t* cols; const float* vals; int64_t n; const float* g; int64_t c_out;
-    float* partials; int64_t size; int64_t parts; char* valid;
+    float* partials; int64_t size; int64_t blocks; int64_t parts; char* valid;
 };
 
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 void csr_block_outer(const CsrGradJob& job, int64_t b) {
     float* partial = job.partials + b * job.size;
     std::fill(partial, partial + job.size, 0.0f);
-    for (int64_t r = b * ROW_BLOCK; r < std::min(job.n, (b + 1) * ROW_BLOCK); ++r) {
+    for (int64_t r = job.n * b / job.blocks; r < job.n * (b + 1) / job.blocks; ++r) {
         const float* g_row = job.g + r * job.c_out;
         for (int64_t q = job.row_ptr[r]; q < job.row_ptr[r + 1]; ++q) {
             float* p_row = partial + static_cast<int64_t>(job.cols[q]) * job.c_out;
@@ -329,7 +332,7 @@ void csr_block_outer(const CsrGradJob& job, int64_t b) {
 }
 
 void csr_grad_part(const CsrGradJob& job, int64_t t) {
-    for (int64_t b = t; b < (job.n + ROW_BLOCK - 1) / ROW_BLOCK; b += job.parts) csr_block_outer(job, b);
+    for (int64_t b = t; b < job.blocks; b += job.parts) csr_block_outer(job, b);
     job.valid[t] = 1;
 }
 
@@ -492,7 +495,7 @@ void column_sums(ColumnJob job, double* first, double* second, int64_t threads) 
 extern "C" {
 
 // Version of this interface; the Python side refuses a library built from other sources.
-int64_t irc_native_version() { return 8; }
+int64_t irc_native_version() { return 9; }
 
 // Hand over torch's OpenMP runtime: GOMP_parallel, omp_get_thread_num, omp_get_num_threads.
 void irc_use_openmp(void* parallel, void* thread_num, void* num_threads) {
@@ -527,8 +530,12 @@ int64_t irc_conv_weight_grad(const float* x, int64_t c_in, int64_t num_in, const
                              int64_t num_k, int64_t skip, float* grad_w, int64_t threads) {
     std::vector<Item> items;
     for (int64_t k = 0; k < num_k; ++k)
-        for (int64_t start = offset_ptr[k]; k != skip && start < offset_ptr[k + 1]; start += ITEM_PAIRS)
-            items.push_back({k, start, std::min(start + ITEM_PAIRS, offset_ptr[k + 1])});
+        if (k != skip) {
+            const int64_t first = offset_ptr[k], count = offset_ptr[k + 1] - first;
+            const int64_t cuts = std::min(MAX_ITEMS, (count + ITEM_PAIRS - 1) / ITEM_PAIRS);
+            for (int64_t i = 0; i < cuts; ++i)
+                items.push_back({k, first + count * i / cuts, first + count * (i + 1) / cuts});
+        }
     const int64_t size = c_in * c_out, num_items = static_cast<int64_t>(items.size());
     std::vector<float> partials(num_items * size);
     threads = std::max<int64_t>(1, std::min<int64_t>(threads, num_items));
@@ -563,12 +570,12 @@ int64_t irc_nonzero_rows_matmul(const float* x, int64_t n, int64_t c_in, const f
 // g [n, c_out], c_out a multiple of 16; the same bits for any thread count.
 void irc_csr_weight_grad(const int64_t* row_ptr, const int32_t* cols, const float* vals, int64_t n, int64_t c_in,
                          const float* g, int64_t c_out, float* grad_w, int64_t threads) {
-    const int64_t size = c_in * c_out, blocks = (n + ROW_BLOCK - 1) / ROW_BLOCK;
+    const int64_t size = c_in * c_out, blocks = std::min(MAX_ITEMS, (n + ROW_BLOCK - 1) / ROW_BLOCK);
     std::vector<float> partials(blocks * size);
     threads = std::max<int64_t>(1, std::min<int64_t>(threads, blocks));
     std::vector<char> valid(threads, 0);
-    run_parts<CsrGradJob, csr_grad_part>(CsrGradJob{row_ptr, cols, vals, n, g, c_out, partials.data(), size, threads,
-                                                    valid.data()});
+    run_parts<CsrGradJob, csr_grad_part>(CsrGradJob{row_ptr, cols, vals, n, g, c_out, partials.data(), size, blocks,
+                                                    threads, valid.data()});
     std::fill(grad_w, grad_w + size, 0.0f);
     for (int64_t b = 0; b < blocks; ++b)  // in block order: the same sums for any thread count
         for (int64_t e = 0; e < size; ++e) grad_w[e] += partials[b * size + e];
