@@ -1,7 +1,8 @@
 """Entry to the numba kernels, on torch's thread count.
 
-numba's OpenMP threading layer shares torch's OpenMP runtime: launching it resets the OpenMP thread count
-to all cores, so after irregconv's first rulebook build ``torch.set_num_threads(1)`` had silently become 2.
+Launching numba's OpenMP threading layer (it loads the system libgomp, next to the one torch bundles) resets
+torch's OpenMP thread count to all cores: after irregconv's first rulebook build ``torch.set_num_threads(1)``
+had silently become 2.
 Every kernel module is therefore fetched through :func:`kernels`, which launches numba's layer, sets
 numba's thread count to torch's, and gives torch its own count back.
 """
