@@ -10,9 +10,9 @@ blur the numbers):
 * after 100 warm-up steps, 200 further forward / backward / optimizer steps on a small input show no RSS
   growth: neither when the same input (and its rulebook cache) is reused, nor when every step brings new
   coordinates (each step's caches must die with its tensors), nor for GCNConv with a new edge_index every
-  step. The warm-up was 50 steps until the engine stopped gathering through its kept scratch buffers (the
-  fused native kernel has none): glibc's heap then settles later, measured +7-11 MB between steps 50 and
-  100 with new coordinates every step and flat within 3 MB from step 100 to step 600.
+  step. The warm-up was 50 steps until the fused native kernel replaced the engine's three passes (and their
+  kept scratch buffers); since then the heap settles later: measured +7-11 MB between steps 50 and 100
+  with new coordinates every step, then flat within 3 MB from step 100 to step 600 (a warm-up, not a leak).
 
 The subprocesses run on one thread: memory does not depend on the thread count, but on a loaded 2-core
 machine two spinning torch / numba thread pools made single steps take seconds instead of 60 ms.
