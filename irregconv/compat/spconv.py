@@ -732,8 +732,9 @@ class SparseAvgPool(_SparsePool):
         self.algo = ConvAlgo.MaskImplicitGemm
 
 
-class SparseMaxPoolNd(SparseMaxPool):
-    """Per-dimension max pooling with spconv's signature (``stride=None`` means ``kernel_size``)."""
+class _PerDimensionPool:
+    """spconv's per-dimension pooling signature (``stride=None`` means ``kernel_size``) in front of a pooling
+    class that takes ``ndim`` first; subclasses set ``ndim``."""
     ndim = 0
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, indice_key=None, algo=None,
@@ -742,15 +743,12 @@ class SparseMaxPoolNd(SparseMaxPool):
                          record_voxel_count=record_voxel_count, name=name)
 
 
-class SparseAvgPoolNd(SparseAvgPool):
-    """Per-dimension average pooling (over the active inputs) with spconv's signature (``stride=None`` means
-    ``kernel_size``)."""
-    ndim = 0
+class SparseMaxPoolNd(_PerDimensionPool, SparseMaxPool):
+    """Per-dimension max pooling with spconv's signature."""
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, indice_key=None, algo=None,
-                 record_voxel_count=False, name=None):
-        super().__init__(type(self).ndim, kernel_size, stride, padding, dilation, indice_key=indice_key, algo=algo,
-                         record_voxel_count=record_voxel_count, name=name)
+
+class SparseAvgPoolNd(_PerDimensionPool, SparseAvgPool):
+    """Per-dimension average pooling (over the active inputs) with spconv's signature."""
 
 
 class SparseGlobalMaxOrAvgPool(SparseModule):

@@ -33,6 +33,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..rulebook import Rulebook
+from ..rulebook.rulebook import pointer_from_counts
 from .backends import csr_rows_add, native, scatter_add_rows
 from .reference import apply_weight
 from ..workspace import CHUNK_BYTES, scratch_rows
@@ -67,9 +68,7 @@ def _crow(rulebook: Rulebook, start: int, end: int) -> Tensor:
     key = ("crow", start, end)
     crow = rulebook._derived.get(key)
     if crow is None:
-        counts = torch.bincount(rulebook.out_idx[start:end], minlength=rulebook.num_out)
-        crow = torch.zeros(rulebook.num_out + 1, dtype=torch.long, device=rulebook.device)
-        torch.cumsum(counts, 0, out=crow[1:])
+        crow = pointer_from_counts(torch.bincount(rulebook.out_idx[start:end], minlength=rulebook.num_out))
         rulebook._derived[key] = crow
     return crow
 

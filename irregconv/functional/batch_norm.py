@@ -2,9 +2,11 @@
 
 ``torch.nn.BatchNorm1d`` on the CPU splits its reduction over rows across threads, so its output and
 gradients change in the last bits between 1 and 2 threads (measured here on ``[41281, 16]`` features).
-Here the batch statistics are matrix products with a row of ones, which the BLAS computes bit-identically
-for any thread count (see ``irregconv/_determinism.py``); everything else is elementwise. Same formula,
-parameters and running-statistics update as ``torch.nn.functional.batch_norm``.
+Here the batch statistics are summed in a fixed order whatever the thread count: for float32 CPU rows by the
+native column-sum kernel (in double, over fixed blocks of rows), otherwise as matrix products with a row of
+ones, which the BLAS computes bit-identically for any thread count (see ``irregconv/_determinism.py``);
+everything else is elementwise. Same formula, parameters and running-statistics update as
+``torch.nn.functional.batch_norm``.
 """
 from __future__ import annotations
 

@@ -250,7 +250,8 @@ def _counting_pass(keys, size, src, dst):
 def argsort_keys(keys, key_bound):
     """Stable ascending sort of non-negative ``keys < key_bound``: ``(sorted_keys, order)``. An LSD radix
     sort of 12-bit digits moving keys and positions together, two passes for keys below 2^24 (1.1 ms for
-    the 142k candidates of a stride-2 layer on a 41k-voxel KITTI scan; torch's stable sort took 2.0 ms)."""
+    the 142k candidates of a stride-2 layer on a 41k-voxel KITTI scan; torch's stable sort took 2.0 ms).
+    Not :func:`_counting_pass` per digit: reading the keys back through the permutation took 2.1 ms."""
     n = keys.shape[0]
     order, order_next = np.arange(n), np.empty(n, dtype=np.int64)
     current, current_next = keys.copy(), np.empty(n, dtype=np.int64)

@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 
 from .region import KernelRegion, as_tuple
-from .rulebook import Geometry, Rulebook
+from .rulebook import Geometry, Rulebook, pointer_from_counts
 from .strided import conv_output_shape
 
 
@@ -50,13 +50,11 @@ def build_dense_rulebook(spatial_shape: Sequence[int], batch_size: int, kernel_s
     for idx in per_k:
         in_parts.append((flat_in[idx].unsqueeze(0) + batch.unsqueeze(1) * cells_in).reshape(-1))
         out_parts.append((o_idx[idx].unsqueeze(0) + batch.unsqueeze(1) * cells_out).reshape(-1))
-    ptr = torch.zeros(region.volume + 1, dtype=torch.long)
-    torch.cumsum(counts, 0, out=ptr[1:])
     geometry = Geometry("dense", region_key=region.key, stride=st, padding=pd, dilation=dl,
                         in_spatial_shape=shape, out_spatial_shape=out_shape)
     identity = region.centre_index() if (out_shape == shape and all(s == 1 for s in st) and
                                          all(p == d * (k // 2) for p, d, k in zip(pd, dl, ks)) and
                                          all(k % 2 == 1 for k in ks)) else None
-    return Rulebook(in_idx=torch.cat(in_parts), out_idx=torch.cat(out_parts), offset_ptr=ptr,
+    return Rulebook(in_idx=torch.cat(in_parts), out_idx=torch.cat(out_parts), offset_ptr=pointer_from_counts(counts),
                     num_in=batch_size * cells_in, num_out=batch_size * out_grid.size(0), geometry=geometry,
                     identity_offset=identity)

@@ -125,9 +125,8 @@ class Rulebook:
     def _transpose_by_mirror(self, mirror) -> "Rulebook":
         ptr = self.offset_ptr.tolist()
         order = torch.cat([torch.arange(ptr[m], ptr[m + 1], device=self.device) for m in mirror])
-        offset_ptr = torch.zeros_like(self.offset_ptr)
-        torch.cumsum(self.counts()[mirror], 0, out=offset_ptr[1:])
-        result = Rulebook(in_idx=self.in_idx[order], out_idx=self.out_idx[order], offset_ptr=offset_ptr,
+        result = Rulebook(in_idx=self.in_idx[order], out_idx=self.out_idx[order],
+                          offset_ptr=pointer_from_counts(self.counts()[mirror]),
                           num_in=self.num_out, num_out=self.num_in, geometry=self.geometry,
                           identity_offset=self.identity_offset, injective=self.injective,
                           pair_ids=None if self.pair_ids is None else self.pair_ids[order])
@@ -176,6 +175,13 @@ def use_numba(tensor: Tensor) -> bool:
     return WITH_NUMBA and tensor.device.type == "cpu"
 
 
+def pointer_from_counts(counts: Tensor) -> Tensor:
+    """The CSR pointer of per-row ``counts [R]``: ``[R + 1]`` int64, 0 then their running sums, on their device."""
+    pointer = torch.zeros(counts.numel() + 1, dtype=torch.long, device=counts.device)
+    torch.cumsum(counts, 0, out=pointer[1:])
+    return pointer
+
+
 def neighbor_map_buffer(name: str, num_offsets: int, num_out: int) -> Tensor:
     """An uninitialised ``[K, N_out]`` int32 CPU neighbour map from the reused scratch buffers of
     :mod:`irregconv.workspace` (a fresh int64 map cost the builders as much in page faults as filling it).
@@ -200,9 +206,7 @@ def rulebook_from_neighbors(neighbors: Tensor, num_in: int, geometry: Geometry,
         k_idx, out_idx = valid.nonzero(as_tuple=True)
         in_idx = neighbors[k_idx, out_idx]
         counts = valid.sum(dim=1).cpu()
-    ptr = torch.zeros(neighbors.size(0) + 1, dtype=torch.long)
-    torch.cumsum(counts, 0, out=ptr[1:])
-    return Rulebook(in_idx=in_idx, out_idx=out_idx, offset_ptr=ptr, num_in=num_in,
+    return Rulebook(in_idx=in_idx, out_idx=out_idx, offset_ptr=pointer_from_counts(counts), num_in=num_in,
                     num_out=neighbors.size(1), geometry=geometry, identity_offset=identity_offset)
 
 
@@ -212,8 +216,6 @@ def rulebook_from_pairs(offset: Tensor, in_idx: Tensor, out_idx: Tensor, kernel_
     """Sort unordered pairs into a rulebook (canonical order, CSR over offsets)."""
     order = sort_pairs(offset, in_idx, out_idx, num_in, num_out)
     counts = torch.bincount(offset, minlength=kernel_volume).cpu()
-    ptr = torch.zeros(kernel_volume + 1, dtype=torch.long)
-    torch.cumsum(counts, 0, out=ptr[1:])
-    return Rulebook(in_idx=in_idx[order], out_idx=out_idx[order], offset_ptr=ptr, num_in=num_in,
+    return Rulebook(in_idx=in_idx[order], out_idx=out_idx[order], offset_ptr=pointer_from_counts(counts), num_in=num_in,
                     num_out=num_out, geometry=geometry, injective=injective,
                     pair_ids=None if pair_ids is None else pair_ids[order])

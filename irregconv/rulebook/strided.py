@@ -9,7 +9,8 @@ from torch import Tensor
 
 from ..hashing import pack_keys, unpack_keys
 from .region import KernelRegion
-from .rulebook import Geometry, Rulebook, neighbor_map_buffer, rulebook_from_neighbors, use_numba
+from .rulebook import (Geometry, Rulebook, neighbor_map_buffer, pointer_from_counts, rulebook_from_neighbors,
+                       use_numba)
 from .._numba import kernels
 
 
@@ -108,9 +109,7 @@ def rulebook_to_new_sites(coords: Tensor, found: Tuple[Tensor, Tensor, Tensor], 
         outputs, ascending = _numba_kernels.candidate_outputs(rank, order, counts.numpy())
         if ascending:
             # sorted input sites: each tap's candidates already are its pairs in output order (no neighbour map)
-            offset_ptr = torch.zeros(counts.numel() + 1, dtype=torch.long)
-            torch.cumsum(counts, 0, out=offset_ptr[1:])
-            return Rulebook(in_idx=inputs, out_idx=torch.from_numpy(outputs), offset_ptr=offset_ptr,
+            return Rulebook(in_idx=inputs, out_idx=torch.from_numpy(outputs), offset_ptr=pointer_from_counts(counts),
                             num_in=coords.size(0), num_out=unique_keys.numel(), geometry=geometry), out_sites
         neighbors = neighbor_map_buffer("strided", counts.numel(), unique_keys.numel())
         offsets = torch.repeat_interleave(torch.arange(counts.numel()), counts)

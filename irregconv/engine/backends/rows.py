@@ -35,9 +35,13 @@ def _kernels():
     return kernels("irregconv.engine.backends._numba_kernels")
 
 
+def _writable_cpu_rows(out: Tensor, src: Tensor) -> bool:
+    """``out`` can be written in place by a CPU kernel reading ``src`` of its dtype."""
+    return out.device.type == "cpu" and src.dtype == out.dtype and out.is_contiguous() and not out.requires_grad
+
+
 def _numba_serves(out: Tensor, src: Tensor) -> bool:
-    return (WITH_NUMBA and out.device.type == "cpu" and out.dtype in _NUMBA_DTYPES and src.dtype == out.dtype
-            and out.is_contiguous() and not out.requires_grad)
+    return WITH_NUMBA and out.dtype in _NUMBA_DTYPES and _writable_cpu_rows(out, src)
 
 
 def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Optional[Tensor], src: Tensor) -> Tensor:
@@ -50,8 +54,7 @@ def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Optional[Tensor
     elsewhere it is that product (``values`` None means ones).
     """
     values = torch.ones(col.numel(), dtype=src.dtype, device=src.device) if values is None else values.to(src.dtype)
-    if (native.serves_rows(out) and out.size(1) >= 16 and src.dtype == out.dtype and out.is_contiguous()
-            and not out.requires_grad):  # below 16 channels the numba kernel is as fast
+    if native.serves_rows(out) and out.size(1) >= 16 and _writable_cpu_rows(out, src):  # below 16: numba as fast
         return native.csr_rows_add(out, crow, col, values, src)
     if _numba_serves(out, src):
         _kernels().csr_rows_add(out.numpy(), crow.numpy(), col.numpy(), values.contiguous().numpy(),

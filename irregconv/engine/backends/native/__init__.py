@@ -19,6 +19,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from ....rulebook.rulebook import pointer_from_counts
+
 _VERSION = 9
 
 
@@ -96,12 +98,22 @@ def disabled():
         _enabled = previous
 
 
+def _cpu_float32(*tensors: Tensor) -> bool:
+    """The kernels are loaded and enabled, and every tensor is float32 on the CPU."""
+    return AVAILABLE and _enabled and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+
+
 def serves(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[Tensor], c_out: int) -> bool:
-    """Whether the kernels handle this call: CPU float32, an ungrouped weight ``[K, C_in, C_out]`` with
-    ``C_out`` a multiple of 16 (``c_out``: the channels of the rows the call writes), no per-pair scale."""
-    return (AVAILABLE and _enabled and weight is not None and pair_scale is None and weight.dim() == 3
-            and c_out % 16 == 0 and feats.device.type == "cpu" and feats.dtype == torch.float32
-            and weight.dtype == torch.float32)
+    """Whether the convolution kernels handle this call: CPU float32, an ungrouped weight ``[K, C_in, C_out]``
+    with ``C_out`` a multiple of 16 (``c_out``: the channels of the rows the call writes), no per-pair scale."""
+    return (weight is not None and pair_scale is None and weight.dim() == 3 and c_out % 16 == 0
+            and _cpu_float32(feats, weight))
+
+
+def serves_rows(x: Tensor) -> bool:
+    """Whether the row kernels (column statistics, CSR row sums) handle rows ``x``: a float32 ``[N, C]`` CPU
+    tensor."""
+    return x.dim() == 2 and _cpu_float32(x)
 
 
 def _pairs(in_idx: Tensor, out_idx: Tensor, offset_ptr: Tensor, num_k: int, owner: str):
@@ -182,9 +194,8 @@ def mostly_zero(x: Tensor, weight: Tensor) -> bool:
     ``x [N, C_in]`` of 64k to 128M entries, ``C_out`` a multiple of 16, and at most 1/16 of the entries of
     64 evenly spaced rows nonzero (bag-of-words features: 1.3% on Cora). The sample decides, so the same
     ``x`` always takes the same path."""
-    if not (AVAILABLE and _enabled and x.dim() == 2 and weight.dim() == 2 and x.device.type == "cpu"
-            and x.dtype == torch.float32 and weight.dtype == torch.float32 and weight.size(1) % 16 == 0
-            and 1 << 16 <= x.numel() <= MAX_ENTRIES):
+    if not (x.dim() == 2 and weight.dim() == 2 and weight.size(1) % 16 == 0 and 1 << 16 <= x.numel() <= MAX_ENTRIES
+            and _cpu_float32(x, weight)):
         return False
     sample = x[::max(1, x.size(0) // SAMPLE_ROWS)][:SAMPLE_ROWS]
     return int(torch.count_nonzero(sample)) <= MAX_DENSITY * sample.numel()
@@ -207,8 +218,7 @@ def nonzero_rows_matmul(x: Tensor, weight: Tensor) -> Tuple[Tensor, Tuple[Tensor
     parts = _LIBRARY.irc_nonzero_rows_matmul(x.data_ptr(), n, c_in, weight.data_ptr(), weight.size(1), out.data_ptr(),
                                              cols.data_ptr(), vals.data_ptr(), row_nnz.data_ptr(),
                                              torch.get_num_threads())
-    crow = torch.zeros(n + 1, dtype=torch.long)
-    torch.cumsum(row_nnz, 0, out=crow[1:])
+    crow = pointer_from_counts(row_nnz)
     shares = [(n * t // parts, n * (t + 1) // parts) for t in range(parts)]
     spans = [(lo * c_in, lo * c_in + int(crow[hi] - crow[lo])) for lo, hi in shares]
     cols = torch.cat([cols[a:b] for a, b in spans])
@@ -225,11 +235,6 @@ def csr_weight_grad(csr: Tuple[Tensor, Tensor, Tensor], num_columns: int, grad: 
     _LIBRARY.irc_csr_weight_grad(crow.data_ptr(), cols.data_ptr(), vals.data_ptr(), crow.numel() - 1, num_columns,
                                  grad.data_ptr(), grad.size(1), out.data_ptr(), torch.get_num_threads())
     return out
-
-
-def serves_rows(x: Tensor) -> bool:
-    """Whether the column-statistics kernels handle rows ``x``: a float32 ``[N, C]`` CPU tensor."""
-    return AVAILABLE and _enabled and x.dim() == 2 and x.device.type == "cpu" and x.dtype == torch.float32
 
 
 def column_moments(x: Tensor) -> Tuple[Tensor, Tensor]:
