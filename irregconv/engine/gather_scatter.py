@@ -32,7 +32,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ..rulebook import Rulebook
+from ..rulebook import Rulebook, build_graph_rulebook
+from ..rulebook.cache import IdentityCache
 from ..rulebook.rulebook import pointer_from_counts
 from .backends import csr_rows_add, native, scatter_add_rows
 from .reference import apply_weight
@@ -74,18 +75,37 @@ def _crow(rulebook: Rulebook, start: int, end: int) -> Tensor:
 
 
 def _aggregate(rulebook: Rulebook, start: int, end: int, values: Optional[Tensor], src: Tensor,
-               out: Optional[Tensor] = None) -> Tensor:
-    """``A @ src`` for the adjacency ``A [N_out, N_in]`` of pairs ``start:end`` (weights ``values`` or
-    ones), added into ``out`` when given."""
-    if out is None:
-        out = src.new_zeros(rulebook.num_out, src.size(1))
-    return csr_rows_add(out, _crow(rulebook, start, end), rulebook.in_idx[start:end], values, src)
+               out: Optional[Tensor] = None, order: Optional[Tensor] = None) -> Tensor:
+    """``A @ src`` for the adjacency ``A [N_out, N_in]`` of pairs ``start:end``, added into ``out`` when given.
+    Pair ``p``'s weight is ``values[p - start]``, or ``values[order[p - start]]`` with ``order``, or 1."""
+    overwrite = out is None
+    if overwrite:
+        out = src.new_empty(rulebook.num_out, src.size(1))
+    return csr_rows_add(out, _crow(rulebook, start, end), rulebook.in_idx[start:end], values, src, order, overwrite)
 
 
-def _transform_first(weight_k: Optional[Tensor]) -> bool:
-    """For a non-injective offset: multiply before aggregating when that shrinks the rows moved."""
+#: the transposed pattern of the last sparse features seen (one entry: it keeps at most one pattern alive)
+_SPARSE_PATTERNS = IdentityCache()
+
+
+def _sparse_transpose(x: Tensor) -> Rulebook:
+    """The rulebook of ``x^T`` for sparse CSR features ``x [N, C]``: pairs row -> column sorted by column, its
+    ``pair_ids`` the positions of the entries in ``x.values()``; reused while the pattern is unchanged."""
+    def build():
+        crow = x.crow_indices()
+        rows = torch.repeat_interleave(torch.arange(x.size(0), device=x.device), crow.diff())
+        return build_graph_rulebook(torch.stack([rows, x.col_indices()]), x.size(0), x.size(1))
+
+    return _SPARSE_PATTERNS.get_or_build((x.crow_indices(), x.col_indices()), tuple(x.shape), build)
+
+
+def _transform_first(weight_k: Optional[Tensor], feats: Tensor) -> bool:
+    """For a non-injective offset: multiply before aggregating when that shrinks the rows moved (always for
+    sparse features: their product costs one pass over the nonzeros)."""
     if weight_k is None:
         return False
+    if feats.is_sparse_csr:
+        return True
     c_in = weight_k.size(0) if weight_k.dim() == 2 else weight_k.size(0) * weight_k.size(1)
     c_out = weight_k.size(1) if weight_k.dim() == 2 else weight_k.size(0) * weight_k.size(2)
     return c_out <= c_in
@@ -93,6 +113,10 @@ def _transform_first(weight_k: Optional[Tensor]) -> bool:
 
 def _rowdot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum(dim=1)
+
+
+def _add_bias(out: Tensor, bias: Optional[Tensor]) -> Tensor:
+    return out if bias is None else out.add_(bias)
 
 
 def _centre(rulebook: Rulebook, pair_scale: Optional[Tensor]) -> Optional[int]:
@@ -241,37 +265,43 @@ def _backward_pairs(feats: Tensor, weight: Optional[Tensor], pair_scale: Optiona
 
 
 def _transform(feats: Tensor, weight_k: Optional[Tensor], keep: dict) -> Tensor:
-    """``feats @ weight_k`` (contiguous): through the nonzeros of ``feats`` when it is mostly zeros (dense
-    bag-of-words node features; their CSR form goes to ``keep["csr"]`` for the weight gradient), else a GEMM."""
-    if weight_k is not None and native.mostly_zero(feats, weight_k):
+    """``feats @ weight_k`` (contiguous): for sparse CSR features a CSR product over their nonzeros; for dense
+    features that are mostly zeros (bag-of-words) a product through their nonzeros whose CSR form goes to
+    ``keep["csr"]`` for the weight gradient; else a GEMM."""
+    if weight_k is None:
+        return feats
+    if feats.is_sparse_csr:
+        out = feats.values().new_empty(feats.size(0), weight_k.size(1))
+        return csr_rows_add(out, feats.crow_indices(), feats.col_indices(), feats.values(), weight_k, overwrite=True)
+    if native.mostly_zero(feats, weight_k):
         out, keep["csr"] = native.nonzero_rows_matmul(feats, weight_k)
         return out
     return apply_weight(feats, weight_k).contiguous()
+
+
+def _transform_weight_grad(feats: Tensor, grad_h: Tensor, weight_k: Tensor, kept: dict) -> Tensor:
+    """Gradient of ``weight_k`` for ``h = _transform(feats, weight_k)`` given ``grad_h``: ``feats^T grad_h``."""
+    if feats.is_sparse_csr:  # the CSR product over the transposed pattern, values read in place
+        transposed = _sparse_transpose(feats)
+        return _aggregate(transposed, 0, transposed.num_pairs, feats.values(), grad_h, order=transposed.pair_ids)
+    csr = kept.get("csr")  # the CSR form of feats, if the forward found feats mostly zero
+    return native.csr_weight_grad(csr, feats.size(1), grad_h) if csr is not None else _weight_grad(feats, grad_h, weight_k)
 
 
 def _forward_graph(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[Tensor], rulebook: Rulebook,
                    c_out: int, keep: dict) -> Tensor:
     """Forward over a rulebook with many pairs per output row: CSR products, sorted segment sums. ``keep``
     receives what the backward reuses (the CSR form of mostly-zero features)."""
-    out = feats.new_zeros(rulebook.num_out, c_out)
+    out = None  # the first offset writes it, the others add to it
     for k, s, e in rulebook.offset_slices():
         w = None if weight is None else weight[k]
         scale = None if pair_scale is None else pair_scale[s:e]
-        if w is None or _transform_first(w):
-            _aggregate(rulebook, s, e, scale, _transform(feats, w, keep), out=out)
+        if w is None or _transform_first(w, feats):
+            out = _aggregate(rulebook, s, e, scale, _transform(feats, w, keep), out=out)
         else:
-            out += apply_weight(_aggregate(rulebook, s, e, scale, feats), w)
-    return out
-
-
-def _transposed_scale(transposed: Rulebook, pair_scale: Tensor) -> Tensor:
-    """``pair_scale`` in the pair order of ``transposed``; the last one is kept on it, so a layer that reuses
-    its normalised graph (GCN with ``cached=True``) gathers it once, not every backward."""
-    cached = transposed._derived.get("scale")  # (the scale itself, held so no other tensor takes its place; version)
-    if cached is None or cached[0] is not pair_scale or cached[1] != pair_scale._version:
-        gathered = pair_scale.index_select(0, transposed._derived["pair_order"])
-        cached = transposed._derived["scale"] = (pair_scale, pair_scale._version, gathered)
-    return cached[2]
+            product = apply_weight(_aggregate(rulebook, s, e, scale, feats), w)
+            out = product.contiguous() if out is None else out.add_(product)
+    return feats.new_zeros(rulebook.num_out, c_out) if out is None else out
 
 
 def _backward_graph(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[Tensor], rulebook: Rulebook,
@@ -280,28 +310,27 @@ def _backward_graph(feats: Tensor, weight: Optional[Tensor], pair_scale: Optiona
     grad_feats = torch.zeros_like(feats) if need_feats else None
     grad_weight = torch.zeros_like(weight) if need_weight else None
     grad_scale = torch.zeros_like(pair_scale) if need_scale else None
-    # the adjoint aggregation A^T runs over the transposed rulebook, also sorted by output
+    # the adjoint aggregation A^T runs over the transposed rulebook, also sorted by output; its pair q carries
+    # the scale of forward pair pair_order[q], read in place
     transposed = rulebook.transpose()
-    scales_t = None if pair_scale is None else _transposed_scale(transposed, pair_scale)
+    pair_order = transposed._derived["pair_order"]
     for k, s, e in rulebook.offset_slices():
         w = None if weight is None else weight[k]
         scale = None if pair_scale is None else pair_scale[s:e]
-        scale_t = None if scale is None else scales_t[s:e]
-        if _transform_first(w):
-            grad_h = _aggregate(transposed, s, e, scale_t, grad_out)
+        order_t = None if pair_scale is None else pair_order[s:e]
+        if _transform_first(w, feats):
+            grad_h = _aggregate(transposed, s, e, pair_scale, grad_out, order=order_t)
             if need_feats:
                 grad_feats += _apply_weight_t(grad_h, w)
-            if need_weight:
-                csr = kept.get("csr")  # the CSR form of feats, if the forward found feats mostly zero
-                grad_weight[k] = (native.csr_weight_grad(csr, feats.size(1), grad_h) if csr is not None
-                                  else _weight_grad(feats, grad_h, w))
+            if need_weight:  # written in the weight's own layout (a layer's weight.t(): no copy in autograd)
+                native.copy_rows_(grad_weight[k], _transform_weight_grad(feats, grad_h, w, kept))
             if need_scale:
-                grad_scale[s:e] = _rowdot(apply_weight(feats, w).index_select(0, rulebook.in_idx[s:e]),
+                grad_scale[s:e] = _rowdot(_transform(feats, w, {}).index_select(0, rulebook.in_idx[s:e]),
                                           grad_out.index_select(0, rulebook.out_idx[s:e]))
         else:
             grad_agg = _apply_weight_t(grad_out, w)
             if need_feats:
-                _aggregate(transposed, s, e, scale_t, grad_agg.contiguous(), out=grad_feats)
+                _aggregate(transposed, s, e, pair_scale, grad_agg.contiguous(), out=grad_feats, order=order_t)
             if need_weight:
                 grad_weight[k] = _weight_grad(_aggregate(rulebook, s, e, scale, feats), grad_out, w)
             if need_scale:
@@ -312,28 +341,53 @@ def _backward_graph(feats: Tensor, weight: Optional[Tensor], pair_scale: Optiona
 
 class _GatherScatter(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[Tensor], rulebook: Rulebook,
-                c_out: int):
+    def forward(ctx, feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[Tensor], bias: Optional[Tensor],
+                rulebook: Rulebook, c_out: int):
         ctx.rulebook = rulebook
-        ctx.save_for_backward(feats, weight, pair_scale)
+        ctx.has_bias = bias is not None
+        if feats.is_sparse_csr:  # never needs a gradient (checked): kept aside, not saved for autograd
+            ctx.sparse_feats = feats
+            ctx.save_for_backward(weight, pair_scale)
+        else:
+            ctx.sparse_feats = None
+            ctx.save_for_backward(weight, pair_scale, feats)
         if rulebook.injective:
-            return _forward_pairs(feats, weight, pair_scale, rulebook, c_out)
-        ctx.kept = {}
-        return _forward_graph(feats, weight, pair_scale, rulebook, c_out, ctx.kept)
+            out = _forward_pairs(feats, weight, pair_scale, rulebook, c_out)
+        else:
+            ctx.kept = {}
+            out = _forward_graph(feats, weight, pair_scale, rulebook, c_out, ctx.kept)
+        return out if bias is None else out.add_(bias)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
-        feats, weight, pair_scale = ctx.saved_tensors
+        weight, pair_scale, *dense = ctx.saved_tensors
+        feats = ctx.sparse_feats if ctx.sparse_feats is not None else dense[0]
         needs = tuple(ctx.needs_input_grad[:3])
+        grad_out = grad_out.contiguous()
         if ctx.rulebook.injective:
-            grads = _backward_pairs(feats, weight, pair_scale, ctx.rulebook, grad_out.contiguous(), needs)
+            grads = _backward_pairs(feats, weight, pair_scale, ctx.rulebook, grad_out, needs)
         else:
-            grads = _backward_graph(feats, weight, pair_scale, ctx.rulebook, grad_out.contiguous(), needs, ctx.kept)
-        return (*grads, None, None)
+            grads = _backward_graph(feats, weight, pair_scale, ctx.rulebook, grad_out, needs, ctx.kept)
+        grad_bias = grad_out.sum(0) if ctx.has_bias and ctx.needs_input_grad[3] else None
+        return (*grads, grad_bias, None, None)
 
 
-def _check(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook, pair_scale: Optional[Tensor]) -> int:
+def _check_sparse(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook) -> None:
+    """Sparse features are served where their product is the kernel: a weighted graph rulebook."""
+    if rulebook.injective or weight is None:
+        raise TypeError(f"gather_scatter: sparse feats ({feats.layout}) need a graph rulebook (many pairs per output "
+                        f"row) and a weight, which is multiplied through their nonzeros; this call has "
+                        f"{'an injective (convolution)' if rulebook.injective else 'a graph'} rulebook and "
+                        f"{'no' if weight is None else 'a'} weight: pass feats.to_dense()")
+    if feats.requires_grad:
+        raise ValueError("gather_scatter: sparse feats that require a gradient are not supported; use "
+                         "irregconv.functional.sparse_matmul(feats, weight) (gradients for the stored values), "
+                         "then aggregate its result")
+
+
+def _check(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook, pair_scale: Optional[Tensor],
+           bias: Optional[Tensor]) -> int:
     if not isinstance(rulebook, Rulebook):
         raise TypeError(f"gather_scatter: rulebook must be an irregconv.rulebook.Rulebook, got {type(rulebook).__name__}")
     if not isinstance(feats, Tensor) or feats.dim() != 2:
@@ -372,23 +426,33 @@ def _check(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook, pair_sca
                              f"{list(pair_scale.shape)}")
         if pair_scale.device != feats.device:
             raise ValueError(f"gather_scatter: pair_scale is on {pair_scale.device}, feats on {feats.device}")
+    if bias is not None:
+        if not isinstance(bias, Tensor) or bias.shape != (c_out,):
+            raise ValueError(f"gather_scatter: bias must have shape [C_out] = [{c_out}], got "
+                             f"{list(bias.shape) if isinstance(bias, Tensor) else type(bias).__name__}")
+        if bias.dtype != feats.dtype or bias.device != feats.device:
+            raise ValueError(f"gather_scatter: bias ({bias.dtype}, {bias.device}) must match feats "
+                             f"({feats.dtype}, {feats.device})")
     return c_out
 
 
 def gather_scatter(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook,
-                   pair_scale: Optional[Tensor] = None) -> Tensor:
+                   pair_scale: Optional[Tensor] = None, bias: Optional[Tensor] = None) -> Tensor:
     """Gather -> per-offset compute -> scatter over ``rulebook``.
 
     .. math::
-        \\mathbf{y}_o = \\sum_k \\sum_{(i, o) \\in R_k} s_{p} \\, \\mathbf{x}_i \\mathbf{W}_k
+        \\mathbf{y}_o = \\mathbf{b} + \\sum_k \\sum_{(i, o) \\in R_k} s_{p} \\, \\mathbf{x}_i \\mathbf{W}_k
 
     Args:
-        feats (Tensor): ``[N_in, C_in]`` floating point input rows.
+        feats (Tensor): ``[N_in, C_in]`` floating point input rows; with a graph rulebook and a weight also a
+            torch sparse tensor (COO/CSR/CSC; no gradient for its values), multiplied by the weight through its
+            nonzeros (bag-of-words node features).
         weight (Tensor, optional): ``[K, C_in, C_out]``, or grouped ``[K, G, C_in/G, C_out/G]``
             (depthwise: ``G = C_in = C_out``); None for pure aggregation (``C_out = C_in``).
         rulebook (Rulebook): pairs grouped by offset (see :mod:`irregconv.rulebook.rulebook`).
         pair_scale (Tensor, optional): ``[P]`` per-pair scale in rulebook order (edge weights,
             normalisation).
+        bias (Tensor, optional): ``[C_out]`` added to every output row (in the same autograd node).
 
     Returns:
         Tensor: ``[N_out, C_out]``. Empty rulebooks give zeros; ``N_in = 0`` is fine.
@@ -401,9 +465,13 @@ def gather_scatter(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook,
         tensor([[2.],
                 [1.]])
     """
-    c_out = _check(feats, weight, rulebook, pair_scale)
-    if not feats.is_contiguous():
+    if isinstance(feats, Tensor) and feats.layout != torch.strided:
+        _check_sparse(feats, weight, rulebook)
+        if not feats.is_sparse_csr:
+            feats = feats.to_sparse_csr()  # an uncoalesced COO tensor's duplicates are summed, as in its product
+    c_out = _check(feats, weight, rulebook, pair_scale, bias)
+    if not feats.is_sparse_csr and not feats.is_contiguous():
         feats = feats.contiguous()
     if weight is not None and weight.dim() == 4 and weight.size(1) == 1:
         weight = weight.squeeze(1)
-    return _GatherScatter.apply(feats, weight, pair_scale, rulebook, c_out)
+    return _GatherScatter.apply(feats, weight, pair_scale, bias, rulebook, c_out)

@@ -14,7 +14,7 @@ Conventions (as PyG): ``edge_index [2, E]`` has row 0 source, row 1 target; a sp
 """
 from __future__ import annotations
 
-from typing import Callable, Hashable, Optional, Sequence, Tuple, TypeVar
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +22,8 @@ from torch import Tensor
 
 from ..engine import aggregate, gather_scatter
 from ..rulebook import Rulebook, build_graph_rulebook
+from ..rulebook.cache import IdentityCache
 
-T = TypeVar("T")
 SPARSE_LAYOUTS = (torch.sparse_coo, torch.sparse_csr, torch.sparse_csc)
 REDUCTIONS = ("sum", "add", "mean", "max", "min")
 
@@ -229,38 +229,6 @@ def mean_scale(rulebook: Rulebook, pair_scale: Optional[Tensor], dtype: torch.dt
 
 # ------------------------------------------------------------------------------------ sparse features
 
-class IdentityCache:
-    """One-entry cache keyed on the identity of some tensors plus a hashable ``extra`` key.
-
-    A tensor's identity is its storage address, dtype, device, shape, strides and version counter: the
-    same unmodified tensor hits, a new or in-place-modified one misses (structural reuse without user
-    keys, as the rulebook cache of a voxel tensor). The entry keeps the key tensors alive, so their memory
-    cannot be reused by another tensor while it exists. Writes that bypass autograd's version counter
-    (through ``tensor.numpy()``) are not detected.
-
-    Attributes:
-        builds (int): how many entries were computed (for reuse tests).
-    """
-
-    def __init__(self):
-        self._key = None
-        self._tensors = None
-        self._value = None
-        self.builds = 0
-
-    def get_or_build(self, tensors: Sequence[Optional[Tensor]], extra: Hashable, build: Callable[[], T]) -> T:
-        key = (extra,) + tuple(None if t is None else (t.data_ptr(), t.dtype, t.device, tuple(t.shape), t.stride(),
-                                                        t._version) for t in tensors)
-        if key != self._key:
-            self._value = build()
-            self._key, self._tensors = key, tuple(tensors)
-            self.builds += 1
-        return self._value
-
-    def clear(self) -> None:
-        self._key = self._tensors = self._value = None
-
-
 def _pattern_tensors(x: Tensor) -> Tuple[Tensor, ...]:
     """The index tensors that define a sparse tensor's pattern (the key of its feature rulebook)."""
     if x.layout == torch.sparse_coo:
@@ -335,15 +303,16 @@ def sparse_dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 # -------------------------------------------------------------------------------------------- propagate
 
 def propagate(x: Tensor, rulebook: Rulebook, pair_scale: Optional[Tensor] = None, weight: Optional[Tensor] = None,
-              reduce: str = "sum", cache: Optional[IdentityCache] = None) -> Tensor:
+              reduce: str = "sum", cache: Optional[IdentityCache] = None, bias: Optional[Tensor] = None) -> Tensor:
     """Aggregate (and transform) node features over a graph rulebook on the engine.
 
     .. math::
-        \\mathbf{y}_i = \\bigoplus_{(j, i)} s_{ji} \\, \\mathbf{x}_j \\, \\mathbf{W}
+        \\mathbf{y}_i = \\mathbf{b} + \\bigoplus_{(j, i)} s_{ji} \\, \\mathbf{x}_j \\, \\mathbf{W}
 
-    Sums and means go through :func:`irregconv.engine.gather_scatter` with the weight, which picks the
-    cheaper order itself (transform first when ``C_out <= C_in``); max/min gather the messages and reduce
-    them with :func:`irregconv.engine.aggregate`, then transform.
+    Sums and means go through :func:`irregconv.engine.gather_scatter` with the weight and the bias (one
+    autograd node), which picks the cheaper order itself (transform first when ``C_out <= C_in``) and
+    multiplies sparse features through their nonzeros; max/min gather the messages and reduce them with
+    :func:`irregconv.engine.aggregate`, then transform.
 
     Args:
         x (Tensor): ``[N_in, C_in]`` dense or torch sparse (COO/CSR/CSC), or dense ``[*, N_in, C_in]``
@@ -352,7 +321,9 @@ def propagate(x: Tensor, rulebook: Rulebook, pair_scale: Optional[Tensor] = None
         pair_scale (Tensor, optional): ``[P]`` per-pair scale in rulebook order.
         weight (Tensor, optional): ``[C_in, C_out]``.
         reduce (str): ``"sum"`` (``"add"``), ``"mean"``, ``"max"`` or ``"min"`` (default: ``"sum"``).
-        cache (IdentityCache, optional): reuses the rulebook of an unchanged sparsity pattern.
+        cache (IdentityCache, optional): reuses the rulebook of an unchanged sparsity pattern when sparse ``x``
+            needs gradients for its values (then its product runs as :func:`sparse_matmul`).
+        bias (Tensor, optional): ``[C_out]`` added to every output row.
 
     Shapes:
         ``x [N_in, C_in]`` -> ``[N_out, C_out]`` (``C_out = C_in`` without ``weight``).
@@ -363,19 +334,23 @@ def propagate(x: Tensor, rulebook: Rulebook, pair_scale: Optional[Tensor] = None
         pair_scale = mean_scale(rulebook, pair_scale, weight.dtype if weight is not None else x.dtype)
     linear = reduce in ("sum", "add", "mean")
     if is_sparse(x):
-        if weight is not None and linear:
-            x, weight = sparse_matmul(x, weight, cache), None
-        else:
+        if weight is None or not linear:
             x = x.to_dense()
+        elif x.requires_grad:
+            x, weight = sparse_matmul(x, weight, cache), None
+        else:  # the engine multiplies through the nonzeros
+            return gather_scatter(x, weight.unsqueeze(0), rulebook, _scale_as(pair_scale, weight), bias)
     lead = x.shape[:-2]
     if lead:
         if weight is not None:
             x, weight = x @ weight, None
         x = x.movedim(-2, 0).reshape(x.size(-2), -1)
-    if pair_scale is not None:
-        pair_scale = pair_scale.to(x.dtype)
+    pair_scale = _scale_as(pair_scale, x)
     if linear:
-        out = gather_scatter(x, None if weight is None else weight.unsqueeze(0), rulebook, pair_scale)
+        out = gather_scatter(x, None if weight is None else weight.unsqueeze(0), rulebook, pair_scale,
+                             None if lead else bias)
+        if not lead:
+            return out
     else:
         messages = x.index_select(0, rulebook.in_idx)
         if pair_scale is not None:
@@ -385,4 +360,8 @@ def propagate(x: Tensor, rulebook: Rulebook, pair_scale: Optional[Tensor] = None
             out = out @ weight
     if lead:
         out = out.reshape(out.size(0), *lead, -1).movedim(0, -2)
-    return out
+    return out if bias is None else out + bias
+
+
+def _scale_as(pair_scale: Optional[Tensor], like: Tensor) -> Optional[Tensor]:
+    return None if pair_scale is None else pair_scale.to(like.dtype)

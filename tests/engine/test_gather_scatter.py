@@ -193,3 +193,72 @@ def test_bad_arguments():
             gather_scatter(*args)
     with pytest.raises(ValueError, match=rf"pair_scale must have shape \[P\] = \[{rb.num_pairs}\], got \[3\]"):
         gather_scatter(feats, w, rb, torch.ones(3))
+
+
+@pytest.mark.parametrize("kind", RULEBOOK_KINDS)
+def test_bias_is_added_to_every_output_row_with_its_gradient(kind):
+    gen = torch.Generator().manual_seed(4)
+    rb = _tiny(kind, 4)
+    feats = torch.randn(rb.num_in, 2, dtype=torch.float64, generator=gen).requires_grad_()
+    weight = torch.randn(rb.kernel_volume, 2, 3, dtype=torch.float64, generator=gen).requires_grad_()
+    bias = torch.randn(3, dtype=torch.float64, generator=gen).requires_grad_()
+    assert_parity(lambda f, w, b: gather_scatter(f, w, rb, None, b),
+                  lambda f, w, b: gather_scatter_reference(f, w, rb) + b, (feats, weight, bias), **F64)
+    assert torch.autograd.gradcheck(lambda f, w, b: gather_scatter(f, w, rb, None, b), (feats, weight, bias))
+
+
+@pytest.mark.parametrize("layout", [torch.sparse_csr, torch.sparse_coo, torch.sparse_csc])
+@pytest.mark.parametrize("c_out", [3, 16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sparse_feats_are_multiplied_through_their_nonzeros(layout, c_out, dtype):
+    gen = torch.Generator().manual_seed(5)
+    edge_index = random_graph(30, 90, generator=gen)
+    rb = build_graph_rulebook(edge_index, 30)
+    dense = torch.randn(30, 20, dtype=dtype, generator=gen) * (torch.rand(30, 20, generator=gen) < 0.2)
+    sparse = dense.to_sparse(layout=layout)
+    weight = torch.randn(1, 20, c_out, dtype=dtype, generator=gen).requires_grad_()
+    scale = torch.rand(rb.num_pairs, dtype=dtype, generator=gen).requires_grad_()
+    bias = torch.randn(c_out, dtype=dtype, generator=gen).requires_grad_()
+    tolerance = F64 if dtype == torch.float64 else F32
+    assert_parity(lambda w, s, b: gather_scatter(sparse, w, rb, s, b),
+                  lambda w, s, b: gather_scatter_reference(dense, w, rb, s) + b, (weight, scale, bias), **tolerance)
+    if dtype == torch.float64:
+        assert torch.autograd.gradcheck(lambda w, s, b: gather_scatter(sparse, w, rb, s, b), (weight, scale, bias))
+
+
+def test_sparse_feats_take_a_transposed_layer_weight_and_give_its_gradient_in_its_layout():
+    gen = torch.Generator().manual_seed(6)
+    rb = build_graph_rulebook(random_graph(40, 120, generator=gen), 40)
+    dense = torch.randn(40, 33, generator=gen) * (torch.rand(40, 33, generator=gen) < 0.1)
+    lin_weight = torch.randn(16, 33, generator=gen).requires_grad_()  # as nn.Linear stores it: [C_out, C_in]
+    out = gather_scatter(dense.to_sparse_csr(), lin_weight.t().unsqueeze(0), rb)
+    expected_weight = lin_weight.detach().clone().requires_grad_()
+    expected = gather_scatter_reference(dense, expected_weight.t().unsqueeze(0), rb)
+    torch.testing.assert_close(out, expected, **F32)
+    grad = torch.randn(out.shape, generator=gen)
+    out.backward(grad)
+    expected.backward(grad)
+    torch.testing.assert_close(lin_weight.grad, expected_weight.grad, **F32)
+    assert lin_weight.grad.is_contiguous()
+
+
+def test_sparse_feats_bad_uses_raise_clear_errors():
+    gen = torch.Generator().manual_seed(7)
+    graph = build_graph_rulebook(random_graph(10, 20, generator=gen), 10)
+    sparse = torch.eye(10).to_sparse_csr()
+    with pytest.raises(TypeError, match="sparse feats .* need a graph rulebook .* and a weight"):
+        gather_scatter(sparse, None, graph)
+    with pytest.raises(TypeError, match="an injective \\(convolution\\) rulebook"):
+        rb = _tiny("subm", 0)
+        gather_scatter(torch.eye(rb.num_in).to_sparse_csr(), torch.randn(rb.kernel_volume, rb.num_in, 2), rb)
+    with pytest.raises(ValueError, match="use irregconv.functional.sparse_matmul"):
+        gather_scatter(torch.eye(10).to_sparse_coo().requires_grad_(), torch.randn(1, 10, 2), graph)
+
+
+def test_bias_bad_shapes_raise_clear_errors():
+    rb = _tiny("subm", 0)
+    feats, weight = torch.randn(rb.num_in, 4), torch.randn(rb.kernel_volume, 4, 3)
+    with pytest.raises(ValueError, match=r"bias must have shape \[C_out\] = \[3\], got \[4\]"):
+        gather_scatter(feats, weight, rb, None, torch.zeros(4))
+    with pytest.raises(ValueError, match=r"bias \(torch.float64, cpu\) must match feats \(torch.float32, cpu\)"):
+        gather_scatter(feats, weight, rb, None, torch.zeros(3, dtype=torch.float64))

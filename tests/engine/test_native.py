@@ -233,24 +233,40 @@ def test_environment_switch_turns_the_kernels_off():
 
 
 @needs_native
-@pytest.mark.parametrize("channels", [16, 17, 50, 64, 70, 128])
-def test_csr_rows_add_matches_the_sparse_product_with_the_same_bits_per_thread_count(channels):
-    from irregconv.engine.backends import csr_rows_add
+@pytest.mark.parametrize("channels", [1, 7, 15, 16, 17, 50, 64, 70, 128])
+@pytest.mark.parametrize("accumulate", [True, False])
+def test_csr_rows_add_matches_the_sparse_product_with_the_same_bits_per_thread_count(channels, accumulate):
     gen = torch.Generator().manual_seed(channels)
     adjacency = (torch.rand(300, 200, generator=gen) < 0.05) * torch.randn(300, 200, generator=gen)
     adjacency[7] = 0  # a row without entries
+    adjacency[9, :40] = torch.randn(40, generator=gen)  # a long row: every partial sum in use
+    adjacency[:, -1] = torch.randn(300, generator=gen)  # the last source row, whose partial vectors cross src's end
     csr = adjacency.to_sparse_csr()
     src = torch.randn(200, channels, generator=gen)
     start = torch.randn(300, channels, generator=gen)
 
     def run():
-        return csr_rows_add(start.clone(), csr.crow_indices(), csr.col_indices(), csr.values(), src)
+        out = start.clone() if accumulate else torch.full_like(start, float("nan"))
+        return native.csr_rows_add(out, csr.crow_indices(), csr.col_indices(), csr.values(), src, accumulate=accumulate)
 
     with threads(1):
         first = run()
-    torch.testing.assert_close(first, start + adjacency @ src, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(first, (start if accumulate else 0) + adjacency @ src, rtol=1e-5, atol=1e-5)
     with threads(2):
         assert torch.equal(run(), first)
+
+
+@needs_native
+@pytest.mark.parametrize("channels", [7, 16])
+def test_csr_rows_add_reads_values_through_an_order(channels):
+    gen = torch.Generator().manual_seed(3)
+    csr = ((torch.rand(50, 40, generator=gen) < 0.2) * 1.0).to_sparse_csr()
+    order = torch.randperm(csr.values().numel(), generator=gen)
+    values = torch.randn(order.numel(), generator=gen)
+    src = torch.randn(40, channels, generator=gen)
+    got = native.csr_rows_add(torch.zeros(50, channels), csr.crow_indices(), csr.col_indices(), values, src, order)
+    permuted = torch.sparse_csr_tensor(csr.crow_indices(), csr.col_indices(), values[order], csr.shape)
+    torch.testing.assert_close(got, permuted @ src, rtol=1e-5, atol=1e-5)
 
 
 @needs_native
@@ -259,7 +275,22 @@ def test_csr_rows_add_rejects_broken_rows():
     src, out = torch.randn(4, 16), torch.zeros(2, 16)
     with pytest.raises(ValueError, match=r"every column must be in \[0, 4\)"):
         native.csr_rows_add(out, crow, col, values, src)
-    with pytest.raises(ValueError, match="crow must rise from 0"):
+    with pytest.raises(ValueError, match="crow must rise from 0 to the 3 entries"):
         native.csr_rows_add(out, torch.tensor([0, 2, 2]), torch.tensor([0, 1, 1]), values, src)
-    with pytest.raises(ValueError, match="crow must not fall"):
+    with pytest.raises(ValueError, match="crow must rise from 0"):
         native.csr_rows_add(torch.zeros(3, 16), torch.tensor([0, 3, 1, 3]), torch.tensor([0, 1, 1]), values, src)
+    with pytest.raises(ValueError, match="crow must have 3 entries"):
+        native.csr_rows_add(out, torch.tensor([0, 3]), torch.tensor([0, 1, 1]), values, src)
+    with pytest.raises(ValueError, match=r"every order entry in \[0, 3\)"):
+        native.csr_rows_add(out, crow, torch.tensor([0, 1, 1]), values, src, order=torch.tensor([0, 3, 1]))
+
+
+@needs_native
+@pytest.mark.parametrize("shape", [(16, 1433), (7, 16), (37, 19), (1, 5)])
+def test_transposed_weights_are_copied_exactly(shape):
+    weight = torch.randn(shape, generator=torch.Generator().manual_seed(shape[1]))
+    rows = native.contiguous_rows(weight.t())
+    assert rows.is_contiguous() and torch.equal(rows, weight.t())
+    out = torch.empty(shape).t()  # a transposed view, as the gradient of a layer's weight.t()
+    native.copy_rows_(out, weight.t().contiguous())
+    assert torch.equal(out, weight.t())

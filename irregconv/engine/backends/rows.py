@@ -44,18 +44,25 @@ def _numba_serves(out: Tensor, src: Tensor) -> bool:
     return WITH_NUMBA and out.dtype in _NUMBA_DTYPES and _writable_cpu_rows(out, src)
 
 
-def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Optional[Tensor], src: Tensor) -> Tensor:
-    """In place ``out[o] += sum_{q in crow[o]:crow[o + 1]} values[q] * src[col[q]]``, terms in ``q`` order.
+def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Optional[Tensor], src: Tensor,
+                 order: Optional[Tensor] = None, overwrite: bool = False) -> Tensor:
+    """In place ``out[o] += sum_{q in crow[o]:crow[o + 1]} values[order[q]] * src[col[q]]`` (``values[q]``
+    without ``order``, ones without ``values``); ``overwrite`` replaces what ``out`` held (it may then be
+    uninitialised).
 
-    One output row per parallel iteration, so the sums never depend on the thread count. On the CPU, float32
-    rows of 16 channels or more run the native kernel (vector registers: 1.4x the numba kernel at 16 channels
-    on Cora's features, 2.3x at 64) and the rest a numba kernel, which replaced torch's sparse CSR product
+    One output row per parallel iteration, its terms summed in a fixed order, so the sums never depend on the
+    thread count. On the CPU, float32 rows run the native kernel (vector registers, interleaved partial sums:
+    2x the numba kernel at 16 channels) and float64 a numba kernel, which replaced torch's sparse CSR product
     (its per-call setup cost ~0.1 ms, more than the whole aggregation of Cora's 13k edges at 16 channels);
-    elsewhere it is that product (``values`` None means ones).
+    elsewhere it is that product.
     """
     values = torch.ones(col.numel(), dtype=src.dtype, device=src.device) if values is None else values.to(src.dtype)
-    if native.serves_rows(out) and out.size(1) >= 16 and _writable_cpu_rows(out, src):  # below 16: numba as fast
-        return native.csr_rows_add(out, crow, col, values, src)
+    if native.serves_rows(out) and _writable_cpu_rows(out, src):
+        return native.csr_rows_add(out, crow, col, values, src, order, accumulate=not overwrite)
+    if order is not None:
+        values = values.index_select(0, order)
+    if overwrite:
+        out.zero_()
     if _numba_serves(out, src):
         _kernels().csr_rows_add(out.numpy(), crow.numpy(), col.numpy(), values.contiguous().numpy(),
                                 src.contiguous().numpy())

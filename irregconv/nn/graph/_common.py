@@ -6,8 +6,9 @@ from typing import Optional, Tuple, Union
 from torch import Tensor
 from torch.nn import Module
 
-from ...functional.graph import IdentityCache, unpack_graph_inputs
+from ...functional.graph import unpack_graph_inputs
 from ...rulebook import Rulebook, build_graph_rulebook
+from ...rulebook.cache import IdentityCache
 
 Channels = Union[int, Tuple[int, int]]
 

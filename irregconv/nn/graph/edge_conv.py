@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ...engine import aggregate
-from ...functional.graph import IdentityCache
+from ...rulebook.cache import IdentityCache
 from ._common import check_message_nn, graph_pair_inputs
 
 AGGREGATIONS = ("max", "mean", "add", "sum", "min")

@@ -14,7 +14,8 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from ...functional.graph import IdentityCache, build_gcn_rulebook, propagate, unpack_graph_inputs
+from ...functional.graph import build_gcn_rulebook, propagate, unpack_graph_inputs
+from ...rulebook.cache import IdentityCache
 from ._common import check_channels, check_features, layer_repr
 
 #: the last normalised graph any GCNConv built (one entry: holds at most one graph alive)
@@ -106,8 +107,7 @@ class GCNConv(nn.Module):
         x, edge_index, edge_weight = unpack_graph_inputs(x, edge_index, edge_weight, "GCNConv")
         check_features("GCNConv", x, self.in_channels)
         rulebook, pair_scale = self._normalized_graph(edge_index, edge_weight, x.size(-2), x.dtype)
-        out = propagate(x, rulebook, pair_scale, self.lin.weight.t(), cache=self._feature_cache)
-        return out if self.bias is None else out + self.bias
+        return propagate(x, rulebook, pair_scale, self.lin.weight.t(), cache=self._feature_cache, bias=self.bias)
 
     def _normalized_graph(self, edge_index: Tensor, edge_weight: Optional[Tensor], num_nodes: int, dtype):
         """``(rulebook, pair_scale)``: the ``cached=True`` entry, else rebuilt unless ``edge_index`` and

@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ...functional.graph import IdentityCache, is_sparse, propagate
+from ...functional.graph import is_sparse, propagate
+from ...rulebook.cache import IdentityCache
 from ._common import check_message_nn, graph_pair_inputs
 
 

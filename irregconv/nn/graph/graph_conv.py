@@ -11,7 +11,8 @@ from typing import Optional
 
 from torch import Tensor, nn
 
-from ...functional.graph import IdentityCache, linear, propagate
+from ...functional.graph import linear, propagate
+from ...rulebook.cache import IdentityCache
 from ._common import Channels, check_channels, graph_pair_inputs, layer_repr, pair_channels
 
 AGGREGATIONS = ("add", "sum", "mean", "max")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...functional.graph import IdentityCache, linear, propagate
+from ...functional.graph import linear, propagate
+from ...rulebook.cache import IdentityCache
 from ._common import Channels, check_channels, graph_pair_inputs, layer_repr, pair_channels
 
 AGGREGATIONS = ("mean", "add", "sum", "max")

@@ -1,3 +1,4 @@
+import importlib
 import itertools
 
 import pytest
@@ -273,15 +274,17 @@ def test_layers_called_on_a_new_graph_normalise_it_once(monkeypatch):
     assert len(calls) == 5
 
 
-def test_sparse_features_reuse_their_rulebook_across_dropout():
+def test_sparse_features_reuse_their_transposed_pattern_across_dropout():
+    engine = importlib.import_module("irregconv.engine.gather_scatter")
     x, edge_index, _ = _graph(dtype=torch.float32)
     x = (x * (torch.rand_like(x) < 0.3)).to_sparse_csr()
     conv = GCNConv(5, 4)
-    for _ in range(3):
-        conv(sparse_dropout(x, 0.5, True), edge_index)
-    assert conv._feature_cache.builds == 1
-    conv(x.to_dense().to_sparse_csr(), edge_index)  # new index tensors: a new rulebook
-    assert conv._feature_cache.builds == 2
+    builds = engine._SPARSE_PATTERNS.builds
+    for _ in range(3):  # dropout keeps the pattern: the weight gradient's transposed pattern is built once
+        conv(sparse_dropout(x, 0.5, True), edge_index).sum().backward()
+    assert engine._SPARSE_PATTERNS.builds == builds + 1
+    conv(x.to_dense().to_sparse_csr(), edge_index).sum().backward()  # new index tensors: a new pattern
+    assert engine._SPARSE_PATTERNS.builds == builds + 2
 
 
 def test_repr():

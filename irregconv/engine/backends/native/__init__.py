@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ....rulebook.rulebook import pointer_from_counts
 
-_VERSION = 9
+_VERSION = 11
 
 
 def _share_torch_openmp(library: ctypes.CDLL) -> None:
@@ -70,14 +70,16 @@ def _load() -> Optional[ctypes.CDLL]:
     library.irc_column_grad_sums.argtypes = [pointer, pointer, integer, integer, pointer, pointer, pointer, pointer,
                                              integer]
     library.irc_csr_rows_add.restype = integer
-    library.irc_csr_rows_add.argtypes = [pointer, integer, integer, pointer, pointer, pointer, pointer, integer,
-                                         integer]
+    library.irc_csr_rows_add.argtypes = [pointer, integer, integer, pointer, pointer, integer, pointer, pointer,
+                                         integer, pointer, integer, integer, integer]
     library.irc_csr_weight_grad.restype = None
     library.irc_csr_weight_grad.argtypes = [pointer, pointer, pointer, integer, integer, pointer, integer, pointer,
                                             integer]
     library.irc_conv_weight_grad.restype = integer
     library.irc_conv_weight_grad.argtypes = [pointer, integer, integer, pointer, integer, integer, pointer, pointer,
                                              pointer, integer, integer, pointer, integer]
+    library.irc_transpose.restype = None
+    library.irc_transpose.argtypes = [pointer, integer, integer, pointer]
     return library
 
 
@@ -258,20 +260,54 @@ def column_grad_sums(grad: Tensor, x: Tensor, mean: Tensor, inv_std: Tensor) -> 
     return sum_g, sum_g_xhat
 
 
-def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Tensor, src: Tensor) -> Tensor:
-    """In place ``out[o] += sum_{q in crow[o]:crow[o + 1]} values[q] * src[col[q]]``, terms in ``q`` order, one
-    row per iteration (the same bits for any thread count); float32 CPU ``out`` contiguous.
+def _is_transposed(x: Tensor) -> bool:
+    """``x`` is a 2-D view of a contiguous matrix's transpose (``w.t()``)."""
+    return x.dim() == 2 and x.size(0) > 1 and x.size(1) > 1 and x.stride() == (1, x.size(0))
+
+
+def contiguous_rows(x: Tensor) -> Tensor:
+    """``x.contiguous()``, with a transposed float32 CPU matrix (a layer's ``weight.t()``) copied by the native
+    transpose (torch's strided copy is several times slower)."""
+    if x.is_contiguous():
+        return x
+    if _is_transposed(x) and _cpu_float32(x):
+        out = x.new_empty(x.shape)
+        _LIBRARY.irc_transpose(x.data_ptr(), x.size(1), x.size(0), out.data_ptr())
+        return out
+    return x.contiguous()
+
+
+def copy_rows_(out: Tensor, x: Tensor) -> Tensor:
+    """``out.copy_(x)``, through the native transpose when ``out`` is a transposed view (the gradient of a
+    layer's ``weight.t()``, written in the weight's own layout) and ``x`` a contiguous float32 CPU matrix."""
+    if _is_transposed(out) and x.is_contiguous() and _cpu_float32(out, x) and out.shape == x.shape:
+        _LIBRARY.irc_transpose(x.data_ptr(), x.size(0), x.size(1), out.data_ptr())
+        return out
+    return out.copy_(x)
+
+
+def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Tensor, src: Tensor, order: Optional[Tensor] = None,
+                 accumulate: bool = True) -> Tensor:
+    """``out[o] (+)= sum_{q in crow[o]:crow[o + 1]} values[order[q]] * src[col[q]]`` (``values[q]`` without
+    ``order``), added to ``out`` or, unless ``accumulate``, stored into it; float32 CPU ``out`` contiguous. Each
+    row sums its terms in four (two above 16 channels) interleaved partial sums added pairwise: a fixed order,
+    the same bits for any thread count.
 
     Raises:
-        ValueError: if ``crow`` does not rise from 0 to ``col``'s length or a column is outside ``src``.
+        ValueError: if ``crow`` does not rise from 0 to ``col``'s length, a column is outside ``src`` or an
+            ``order`` entry outside ``values``.
     """
-    col, values, src, crow = col.contiguous(), values.contiguous(), src.contiguous(), crow.contiguous()
-    if (crow.numel() != out.size(0) + 1 or int(crow[0]) != 0 or int(crow[-1]) != col.numel()
-            or values.numel() != col.numel()):
-        raise ValueError(f"csr_rows_add: crow must rise from 0 to the {col.numel()} entries over "
-                         f"{out.size(0) + 1} positions")
+    col, values, src, crow = col.contiguous(), values.contiguous(), contiguous_rows(src), crow.contiguous()
+    if order is not None:
+        order = order.contiguous()
+    if crow.numel() != out.size(0) + 1:
+        raise ValueError(f"csr_rows_add: crow must have {out.size(0) + 1} entries (one per output row and one), "
+                         f"got {crow.numel()}")
     status = _LIBRARY.irc_csr_rows_add(out.data_ptr(), out.size(0), out.size(1), crow.data_ptr(), col.data_ptr(),
-                                       values.data_ptr(), src.data_ptr(), src.size(0), torch.get_num_threads())
+                                       col.numel(), values.data_ptr(), None if order is None else order.data_ptr(),
+                                       values.numel(), src.data_ptr(), src.size(0), int(accumulate),
+                                       torch.get_num_threads())
     if status != 0:
-        raise ValueError(f"csr_rows_add: crow must not fall and every column must be in [0, {src.size(0)})")
+        raise ValueError(f"csr_rows_add: crow must rise from 0 to the {col.numel()} entries, every column must be in "
+                         f"[0, {src.size(0)}) and every order entry in [0, {values.numel()})")
     return out
