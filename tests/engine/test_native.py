@@ -3,6 +3,7 @@ weight gradients) on every convolution rulebook kind and channel layout they ser
 threads and as the three-pass path where both sum in the same order, errors instead of memory faults on
 broken rulebooks, and the fallback when disabled."""
 import dataclasses
+import importlib
 import os
 import shutil
 import subprocess
@@ -15,8 +16,8 @@ from hypothesis import strategies as st
 
 from irregconv.engine import gather_scatter, gather_scatter_reference
 from irregconv.engine.backends import native
-from irregconv.rulebook import KernelRegion, Rulebook, build_subm_rulebook
-from irregconv.testing import assert_close_with_grads, random_coords, random_rulebook, threads
+from irregconv.rulebook import KernelRegion, Rulebook, build_graph_rulebook, build_subm_rulebook
+from irregconv.testing import assert_close_with_grads, assert_parity, random_coords, random_graph, random_rulebook, threads
 
 CONV_KINDS = ("subm", "strided", "inverse", "transposed", "dense")
 F32 = dict(rtol=1e-4, atol=1e-4)
@@ -294,3 +295,67 @@ def test_transposed_weights_are_copied_exactly(shape):
     out = torch.empty(shape).t()  # a transposed view, as the gradient of a layer's weight.t()
     native.copy_rows_(out, weight.t().contiguous())
     assert torch.equal(out, weight.t())
+
+
+@needs_native
+@pytest.mark.parametrize("c_in, c_out", [(1, 1), (7, 16), (16, 7), (16, 16), (33, 20), (64, 64)])
+def test_csr_rows_matmul_aggregates_and_transforms_in_one_pass(c_in, c_out):
+    gen = torch.Generator().manual_seed(c_in * 100 + c_out)
+    adjacency = (torch.rand(120, 90, generator=gen) < 0.08) * torch.randn(120, 90, generator=gen)
+    adjacency[5] = 0  # a row without entries gets the bias alone
+    csr = adjacency.to_sparse_csr()
+    order = torch.randperm(csr.values().numel(), generator=gen)
+    values = torch.empty_like(csr.values()).index_copy_(0, order, csr.values())  # values[order] == csr.values()
+    src = torch.randn(90, c_in, generator=gen)
+    weight, bias = torch.randn(c_in, c_out, generator=gen), torch.randn(c_out, generator=gen)
+
+    def run():
+        side = torch.full((120, c_in), float("nan"))
+        out = native.csr_rows_matmul(torch.full((120, c_out), float("nan")), csr.crow_indices(), csr.col_indices(),
+                                     values, src, weight, bias, order, side)
+        return out, side
+
+    with threads(1):
+        out, side = run()
+    torch.testing.assert_close(side, adjacency @ src, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, bias + (adjacency @ src) @ weight, rtol=1e-5, atol=1e-4)
+    with threads(2):
+        out2, side2 = run()
+    assert torch.equal(out2, out) and torch.equal(side2, side)
+
+
+@needs_native
+def test_csr_rows_matmul_refuses_wide_rows_and_bad_shapes():
+    csr = torch.eye(4).to_sparse_csr()
+    with pytest.raises(ValueError, match=r"weight must be \[C, C_out\] = \[65, 3\] with C <= 64"):
+        native.csr_rows_matmul(torch.empty(4, 3), csr.crow_indices(), csr.col_indices(), csr.values(),
+                               torch.randn(4, 65), torch.randn(65, 3))
+    with pytest.raises(ValueError, match="bias must have 3 entries"):
+        native.csr_rows_matmul(torch.empty(4, 3), csr.crow_indices(), csr.col_indices(), csr.values(),
+                               torch.randn(4, 2), torch.randn(2, 3), torch.randn(2))
+
+
+@needs_native
+@pytest.mark.parametrize("c_in, c_out", [(16, 7), (8, 24), (40, 40)])
+def test_small_graph_layers_take_the_fused_kernel_with_the_reference_results_and_bits_per_thread_count(c_in, c_out):
+    engine = importlib.import_module("irregconv.engine.gather_scatter")
+    gen = torch.Generator().manual_seed(c_in)
+    rb = build_graph_rulebook(random_graph(300, 1500, generator=gen), 300)
+    feats = torch.randn(300, c_in, generator=gen).requires_grad_()
+    weight = torch.randn(1, c_in, c_out, generator=gen).requires_grad_()
+    scale, bias = torch.rand(rb.num_pairs, generator=gen), torch.randn(c_out, generator=gen).requires_grad_()
+    assert engine._fused(feats, weight[0], rb) and engine._fused(torch.empty(300, c_out), weight[0].t(), rb)
+    assert_parity(lambda f, w, b: gather_scatter(f, w, rb, scale, b),
+                  lambda f, w, b: gather_scatter_reference(f, w, rb, scale) + b, (feats, weight, bias),
+                  rtol=1e-4, atol=1e-4)
+
+    def run():
+        leaves = [t.detach().clone().requires_grad_() for t in (feats, weight, bias)]
+        out = gather_scatter(leaves[0], leaves[1], rb, scale, leaves[2])
+        out.backward(torch.ones_like(out))
+        return [out] + [t.grad for t in leaves]
+
+    with threads(1):
+        first = run()
+    with threads(2):
+        assert all(torch.equal(a, b) for a, b in zip(run(), first))

@@ -45,10 +45,10 @@ def _numba_serves(out: Tensor, src: Tensor) -> bool:
 
 
 def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Optional[Tensor], src: Tensor,
-                 order: Optional[Tensor] = None, overwrite: bool = False) -> Tensor:
+                 order: Optional[Tensor] = None, overwrite: bool = False, bias: Optional[Tensor] = None) -> Tensor:
     """In place ``out[o] += sum_{q in crow[o]:crow[o + 1]} values[order[q]] * src[col[q]]`` (``values[q]``
     without ``order``, ones without ``values``); ``overwrite`` replaces what ``out`` held (it may then be
-    uninitialised).
+    uninitialised) by the sums plus ``bias [C]`` (optional).
 
     One output row per parallel iteration, its terms summed in a fixed order, so the sums never depend on the
     thread count. On the CPU, float32 rows run the native kernel (vector registers, interleaved partial sums:
@@ -56,13 +56,15 @@ def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Optional[Tensor
     (its per-call setup cost ~0.1 ms, more than the whole aggregation of Cora's 13k edges at 16 channels);
     elsewhere it is that product.
     """
+    if bias is not None and not overwrite:
+        raise ValueError("csr_rows_add: a bias is added when overwriting only")
     values = torch.ones(col.numel(), dtype=src.dtype, device=src.device) if values is None else values.to(src.dtype)
     if native.serves_rows(out) and _writable_cpu_rows(out, src):
-        return native.csr_rows_add(out, crow, col, values, src, order, accumulate=not overwrite)
+        return native.csr_rows_add(out, crow, col, values, src, order, accumulate=not overwrite, bias=bias)
     if order is not None:
         values = values.index_select(0, order)
     if overwrite:
-        out.zero_()
+        out.copy_(bias.expand_as(out)) if bias is not None else out.zero_()
     if _numba_serves(out, src):
         _kernels().csr_rows_add(out.numpy(), crow.numpy(), col.numpy(), values.contiguous().numpy(),
                                 src.contiguous().numpy())

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ....rulebook.rulebook import pointer_from_counts
 
-_VERSION = 11
+_VERSION = 12
 
 
 def _share_torch_openmp(library: ctypes.CDLL) -> None:
@@ -71,7 +71,8 @@ def _load() -> Optional[ctypes.CDLL]:
                                              integer]
     library.irc_csr_rows_add.restype = integer
     library.irc_csr_rows_add.argtypes = [pointer, integer, integer, pointer, pointer, integer, pointer, pointer,
-                                         integer, pointer, integer, integer, integer]
+                                         integer, pointer, integer, integer, pointer, pointer, integer, pointer,
+                                         integer]
     library.irc_csr_weight_grad.restype = None
     library.irc_csr_weight_grad.argtypes = [pointer, pointer, pointer, integer, integer, pointer, integer, pointer,
                                             integer]
@@ -286,28 +287,59 @@ def copy_rows_(out: Tensor, x: Tensor) -> Tensor:
     return out.copy_(x)
 
 
+#: widest rows the fused aggregate-and-transform kernel sums in registers (:func:`csr_rows_matmul`)
+MAX_FUSED_CHANNELS = 64
+
+
+def _csr_call(owner: str, out: Tensor, crow: Tensor, col: Tensor, values: Tensor, src: Tensor, order: Optional[Tensor],
+              accumulate: bool, bias: Optional[Tensor], weight: Optional[Tensor], side: Optional[Tensor]) -> Tensor:
+    col, values, src, crow = col.contiguous(), values.contiguous(), contiguous_rows(src), crow.contiguous()
+    order = None if order is None else order.contiguous()
+    bias = None if bias is None else bias.contiguous()
+    if crow.numel() != out.size(0) + 1:
+        raise ValueError(f"{owner}: crow must have {out.size(0) + 1} entries (one per output row and one), "
+                         f"got {crow.numel()}")
+    if bias is not None and bias.numel() != out.size(1):
+        raise ValueError(f"{owner}: bias must have {out.size(1)} entries (one per output channel), got {bias.numel()}")
+    if side is not None and (side.shape != (out.size(0), src.size(1)) or not side.is_contiguous()):
+        raise ValueError(f"{owner}: side must be a contiguous [{out.size(0)}, {src.size(1)}] tensor, got "
+                         f"{list(side.shape)}")
+    pointer = lambda t: None if t is None else t.data_ptr()  # noqa: E731
+    status = _LIBRARY.irc_csr_rows_add(out.data_ptr(), out.size(0), src.size(1), crow.data_ptr(), col.data_ptr(),
+                                       col.numel(), values.data_ptr(), pointer(order), values.numel(), src.data_ptr(),
+                                       src.size(0), int(accumulate), pointer(bias), pointer(weight),
+                                       out.size(1), pointer(side), torch.get_num_threads())
+    if status != 0:
+        raise ValueError(f"{owner}: crow must rise from 0 to the {col.numel()} entries, every column must be in "
+                         f"[0, {src.size(0)}) and every order entry in [0, {values.numel()})")
+    return out
+
+
 def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Tensor, src: Tensor, order: Optional[Tensor] = None,
-                 accumulate: bool = True) -> Tensor:
+                 accumulate: bool = True, bias: Optional[Tensor] = None) -> Tensor:
     """``out[o] (+)= sum_{q in crow[o]:crow[o + 1]} values[order[q]] * src[col[q]]`` (``values[q]`` without
-    ``order``), added to ``out`` or, unless ``accumulate``, stored into it; float32 CPU ``out`` contiguous. Each
-    row sums its terms in four (two above 16 channels) interleaved partial sums added pairwise: a fixed order,
-    the same bits for any thread count.
+    ``order``), added to ``out`` or, unless ``accumulate``, stored into it plus ``bias [C]`` (optional); float32
+    CPU ``out`` contiguous. Each row sums its terms in four (two above 16 channels) interleaved partial sums added
+    pairwise: a fixed order, the same bits for any thread count.
 
     Raises:
         ValueError: if ``crow`` does not rise from 0 to ``col``'s length, a column is outside ``src`` or an
             ``order`` entry outside ``values``.
     """
-    col, values, src, crow = col.contiguous(), values.contiguous(), contiguous_rows(src), crow.contiguous()
-    if order is not None:
-        order = order.contiguous()
-    if crow.numel() != out.size(0) + 1:
-        raise ValueError(f"csr_rows_add: crow must have {out.size(0) + 1} entries (one per output row and one), "
-                         f"got {crow.numel()}")
-    status = _LIBRARY.irc_csr_rows_add(out.data_ptr(), out.size(0), out.size(1), crow.data_ptr(), col.data_ptr(),
-                                       col.numel(), values.data_ptr(), None if order is None else order.data_ptr(),
-                                       values.numel(), src.data_ptr(), src.size(0), int(accumulate),
-                                       torch.get_num_threads())
-    if status != 0:
-        raise ValueError(f"csr_rows_add: crow must rise from 0 to the {col.numel()} entries, every column must be in "
-                         f"[0, {src.size(0)}) and every order entry in [0, {values.numel()})")
-    return out
+    if bias is not None and accumulate:
+        raise ValueError("csr_rows_add: a bias is added in store mode only (accumulate=False)")
+    return _csr_call("csr_rows_add", out, crow, col, values, src, order, accumulate, bias, None, None)
+
+
+def csr_rows_matmul(out: Tensor, crow: Tensor, col: Tensor, values: Tensor, src: Tensor, weight: Tensor,
+                    bias: Optional[Tensor] = None, order: Optional[Tensor] = None,
+                    side: Optional[Tensor] = None) -> Tensor:
+    """``out [N, C_out] = bias + (A @ src) @ weight`` in one pass for the CSR matrix ``A`` of :func:`csr_rows_add`
+    and ``src [N_src, C]`` with ``C <= 64``: each row's sum stays in registers and is multiplied there (a small
+    layer's aggregation and transform without the ``[N, C]`` intermediate); ``side [N, C]`` (optional) receives
+    ``A @ src``. Fixed summation order: the same bits for any thread count.
+    """
+    if src.size(1) > MAX_FUSED_CHANNELS or weight.shape != (src.size(1), out.size(1)):
+        raise ValueError(f"csr_rows_matmul: weight must be [C, C_out] = [{src.size(1)}, {out.size(1)}] with C <= "
+                         f"{MAX_FUSED_CHANNELS}, got {list(weight.shape)}")
+    return _csr_call("csr_rows_matmul", out, crow, col, values, src, order, False, bias, contiguous_rows(weight), side)

@@ -390,13 +390,19 @@ bool run_parts(const J& job) {
 // ((p0 + p1) + (p2 + p3)): a fixed order, so the bits never depend on the thread count. U independent chains hide
 // the FMA latency: with one chain a 16-channel row took 4.4 cycles per entry, the latency of one FMA.
 // `order` (optional) reads the values through a permutation (the transposed pairs of a graph use the forward
-// pairs' scales in place, no gathered copy).
+// pairs' scales in place, no gathered copy). A bias (store mode) is added to every row.
+//
+// With a weight w [c, c_out] the row sum is not stored but multiplied by w in the same iteration (out has c_out
+// channels): the aggregation and the dense transform of a small layer (c <= 64) in one pass, without the
+// [n, c] intermediate; `side` (optional) receives the row sums too.
 
 struct CsrJob {
     float* out; int64_t n; int64_t c; const int64_t* crow; const int64_t* col; int64_t num_entries;
     const float* values; const int64_t* order; int64_t num_values; const float* src; int64_t num_src;
-    bool accumulate; int64_t parts; char* valid;
+    bool accumulate; const float* bias; const float* w; int64_t c_out; float* side; int64_t parts; char* valid;
 };
+
+constexpr int64_t MAX_FUSED_CHANNELS = 64;
 
 // 16 floats from p, of which only the first `width` (< 16) belong to the row: read in place when all 16 lie
 // inside [.., end) (the other lanes are never stored), else through a zero-padded copy.
@@ -407,10 +413,27 @@ inline __attribute__((always_inline)) v16 load_partial(const float* p, int64_t w
     return load16(padded);
 }
 
-// Columns [c0, c0 + width) of row o: V full vectors (and a partial one if PARTIAL), U partial sums of each.
-// The job's fields are copied into locals and the loops fully unrolled, so the U x NV sums stay in registers.
+// target[0, width) (+)= sums (bias[0, width) added in store mode when given); width <= 16 V + 16.
+template <int NV>
+inline __attribute__((always_inline)) void put_row(float* target, const v16* sums, int64_t width, bool accumulate,
+                                                   const float* bias) {
+    float row[16 * NV];
+    std::memcpy(row, sums, sizeof(row));
+    if (accumulate) {
+        for (int64_t j = 0; j < width; ++j) target[j] += row[j];
+    } else if (bias != nullptr) {
+        for (int64_t j = 0; j < width; ++j) target[j] = bias[j] + row[j];
+    } else {
+        std::memcpy(target, row, width * sizeof(float));
+    }
+}
+
+// Columns [c0, c0 + width) of row o into target[0, width): V full vectors (and a partial one if PARTIAL), U
+// partial sums of each. The job's fields are copied into locals and the loops fully unrolled, so the U x NV sums
+// stay in registers.
 template <int V, bool PARTIAL, int U, bool ORDER>
-inline __attribute__((always_inline)) bool csr_row_block(const CsrJob& job, int64_t o, int64_t c0, int64_t width) {
+inline __attribute__((always_inline)) bool csr_row_block(const CsrJob& job, int64_t o, int64_t c0, int64_t width,
+                                                         float* target, bool accumulate, const float* bias) {
     constexpr int NV = V + (PARTIAL ? 1 : 0);
     const int64_t* const col = job.col;
     const int64_t* const order = job.order;
@@ -448,46 +471,73 @@ inline __attribute__((always_inline)) bool csr_row_block(const CsrJob& job, int6
         for (int u = 0; u + step < U; u += 2 * step)
 #pragma GCC unroll 16
             for (int v = 0; v < NV; ++v) acc[u][v] += acc[u + step][v];
-    float* target = job.out + o * c + c0;
-#pragma GCC unroll 16
-    for (int v = 0; v < V; ++v) {
-        if (job.accumulate) add16(target + 16 * v, acc[0][v]);
-        else std::memcpy(target + 16 * v, &acc[0][v], sizeof(v16));
-    }
-    if (PARTIAL) {
-        float last[16];
-        std::memcpy(last, &acc[0][V], sizeof(v16));
-        for (int64_t j = 0; j < rest; ++j) target[16 * V + j] = (job.accumulate ? target[16 * V + j] : 0.0f) + last[j];
-    }
+    put_row<NV>(target, acc[0], width, accumulate, bias);
+    (void)rest;
     return true;
 }
 
+// Row o's sums into target[0, c) (bias[0, c) added in store mode when given).
 template <bool ORDER>
-inline __attribute__((always_inline)) bool csr_row(const CsrJob& job, int64_t o) {
+inline __attribute__((always_inline)) bool csr_row(const CsrJob& job, int64_t o, float* target, bool accumulate,
+                                                   const float* bias) {
     for (int64_t c0 = 0; c0 < job.c; c0 += 64) {
         const int64_t width = std::min<int64_t>(64, job.c - c0);
+        float* t = target + c0;
+        const float* b = bias != nullptr ? bias + c0 : nullptr;
         bool valid;
         switch ((width / 16) * 2 + (width % 16 != 0)) {
-            case 8: valid = csr_row_block<4, false, 2, ORDER>(job, o, c0, width); break;
-            case 7: valid = csr_row_block<3, true, 2, ORDER>(job, o, c0, width); break;
-            case 6: valid = csr_row_block<3, false, 2, ORDER>(job, o, c0, width); break;
-            case 5: valid = csr_row_block<2, true, 2, ORDER>(job, o, c0, width); break;
-            case 4: valid = csr_row_block<2, false, 2, ORDER>(job, o, c0, width); break;
-            case 3: valid = csr_row_block<1, true, 2, ORDER>(job, o, c0, width); break;
-            case 2: valid = csr_row_block<1, false, 4, ORDER>(job, o, c0, width); break;
-            default: valid = csr_row_block<0, true, 4, ORDER>(job, o, c0, width); break;
+            case 8: valid = csr_row_block<4, false, 2, ORDER>(job, o, c0, width, t, accumulate, b); break;
+            case 7: valid = csr_row_block<3, true, 2, ORDER>(job, o, c0, width, t, accumulate, b); break;
+            case 6: valid = csr_row_block<3, false, 2, ORDER>(job, o, c0, width, t, accumulate, b); break;
+            case 5: valid = csr_row_block<2, true, 2, ORDER>(job, o, c0, width, t, accumulate, b); break;
+            case 4: valid = csr_row_block<2, false, 2, ORDER>(job, o, c0, width, t, accumulate, b); break;
+            case 3: valid = csr_row_block<1, true, 2, ORDER>(job, o, c0, width, t, accumulate, b); break;
+            case 2: valid = csr_row_block<1, false, 4, ORDER>(job, o, c0, width, t, accumulate, b); break;
+            default: valid = csr_row_block<0, true, 4, ORDER>(job, o, c0, width, t, accumulate, b); break;
         }
         if (!valid) return false;
     }
     return true;
 }
 
+// target[0, c_out) = bias + sums[0, c) @ w, w given as zero-padded vectors (16 output channels each, `blocks` per
+// row of w); the c terms in 4 interleaved partial sums added pairwise (a fixed order).
+inline __attribute__((always_inline)) void transform_row(const CsrJob& job, const float* sums, const float* w,
+                                                         int64_t blocks, float* target) {
+    for (int64_t jb = 0; jb < blocks; ++jb) {
+        v16 acc[4] = {v16{}, v16{}, v16{}, v16{}};
+        for (int64_t i = 0; i < job.c; ++i) acc[i & 3] += sums[i] * load16(w + (i * blocks + jb) * 16);
+        acc[0] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        const int64_t j0 = 16 * jb;
+        put_row<1>(target + j0, acc, std::min<int64_t>(16, job.c_out - j0), false,
+                   job.bias != nullptr ? job.bias + j0 : nullptr);
+    }
+}
+
 // Rows [lo, hi); false at the first row whose entries break the CSR invariants (that row is left as it was).
+template <bool ORDER>
+inline __attribute__((always_inline)) bool csr_rows_of(const CsrJob& job, int64_t lo, int64_t hi) {
+    if (job.w == nullptr) {
+        for (int64_t o = lo; o < hi; ++o)
+            if (!csr_row<ORDER>(job, o, job.out + o * job.c, job.accumulate, job.bias)) return false;
+        return true;
+    }
+    const int64_t blocks = (job.c_out + 15) / 16;
+    std::vector<float> w(job.c * blocks * 16, 0.0f);  // w's rows cut into zero-padded vectors, once per thread
+    for (int64_t i = 0; i < job.c; ++i)
+        for (int64_t j = 0; j < job.c_out; ++j) w[(i * blocks + j / 16) * 16 + j % 16] = job.w[i * job.c_out + j];
+    for (int64_t o = lo; o < hi; ++o) {
+        float sums[MAX_FUSED_CHANNELS];
+        if (!csr_row<ORDER>(job, o, sums, false, nullptr)) return false;
+        if (job.side != nullptr) std::memcpy(job.side + o * job.c, sums, job.c * sizeof(float));
+        transform_row(job, sums, w.data(), blocks, job.out + o * job.c_out);
+    }
+    return true;
+}
+
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 bool csr_rows(const CsrJob& job, int64_t lo, int64_t hi) {
-    for (int64_t o = lo; o < hi; ++o)
-        if (!(job.order != nullptr ? csr_row<true>(job, o) : csr_row<false>(job, o))) return false;
-    return true;
+    return job.order != nullptr ? csr_rows_of<true>(job, lo, hi) : csr_rows_of<false>(job, lo, hi);
 }
 
 void csr_part(const CsrJob& job, int64_t t) {
@@ -556,7 +606,7 @@ void column_sums(ColumnJob job, double* first, double* second, int64_t threads) 
 extern "C" {
 
 // Version of this interface; the Python side refuses a library built from other sources.
-int64_t irc_native_version() { return 11; }
+int64_t irc_native_version() { return 12; }
 
 // Hand over torch's OpenMP runtime: GOMP_parallel, omp_get_thread_num, omp_get_num_threads.
 void irc_use_openmp(void* parallel, void* thread_num, void* num_threads) {
@@ -659,17 +709,21 @@ void irc_column_grad_sums(const float* g, const float* x, int64_t n, int64_t c, 
 
 // out [n, c] (+)= A @ src for the CSR matrix A (crow [n + 1] from 0 to num_entries, col [num_entries], entry q's
 // value values[order[q]], or values[q] without order) over the rows of src [num_src, c]; stored instead of added
-// unless `accumulate`. Returns 0, or 1 if crow does not rise from 0 to num_entries, a column is outside
-// [0, num_src) or an order entry outside [0, num_values) (out is then partly written).
+// unless `accumulate`, with bias [c] (optional, store mode) added. With w [c, c_out] (optional, c <= 64) out is
+// [n, c_out] = bias + (A @ src) @ w instead, and side [n, c] (optional) receives A @ src. Returns 0, or 1 if crow
+// does not rise from 0 to num_entries, a column is outside [0, num_src) or an order entry outside [0, num_values)
+// (out is then partly written), or 2 if c is too wide for w.
 int64_t irc_csr_rows_add(float* out, int64_t n, int64_t c, const int64_t* crow, const int64_t* col,
                          int64_t num_entries, const float* values, const int64_t* order, int64_t num_values,
-                         const float* src, int64_t num_src, int64_t accumulate, int64_t threads) {
+                         const float* src, int64_t num_src, int64_t accumulate, const float* bias, const float* w,
+                         int64_t c_out, float* side, int64_t threads) {
     if (crow[0] != 0 || crow[n] != num_entries) return 1;
-    if (c == 0) return 0;
+    if (w != nullptr && (c > MAX_FUSED_CHANNELS || accumulate)) return 2;
+    if ((w != nullptr ? c_out : c) == 0) return 0;
     threads = std::max<int64_t>(1, std::min<int64_t>(threads, num_entries * c / 65536 + 1));
     std::vector<char> valid(threads, 0);
     const CsrJob job{out, n, c, crow, col, num_entries, values, order, num_values, src, num_src, accumulate != 0,
-                     threads, valid.data()};
+                     bias, w, c_out, side, threads, valid.data()};
     return run_parts<CsrJob, csr_part>(job) ? 0 : 1;
 }
 
