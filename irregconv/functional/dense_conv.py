@@ -74,12 +74,8 @@ def dense_conv(input: Tensor, weight: Tensor, bias: Optional[Tensor], rulebook: 
     """
     batch, channels = input.shape[:2]
     rows = input.movedim(1, -1).reshape(-1, channels)
-    out = gather_scatter(rows, engine_weight(weight, groups, transposed), rulebook)
-    out_shape = rulebook.geometry.out_spatial_shape
-    out = out.reshape(batch, *out_shape, out.size(1)).movedim(-1, 1)
-    if bias is not None:
-        out = out + bias.reshape(1, -1, *([1] * len(out_shape)))
-    return out
+    out = gather_scatter(rows, engine_weight(weight, groups, transposed), rulebook, None, bias)
+    return out.reshape(batch, *rulebook.geometry.out_spatial_shape, out.size(1)).movedim(-1, 1)
 
 
 def space_to_batch_conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor], dilation: Sequence[int],

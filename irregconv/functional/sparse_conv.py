@@ -109,7 +109,4 @@ def sparse_conv(input: SparseTensor, weight: Tensor, bias: Optional[Tensor], reg
         rulebook, sites = inverse_rulebook(input.sites, region, owner=owner, **(inverse_of or {}))
     else:
         raise ValueError(f"sparse_conv: kind must be one of {KINDS}, got {kind!r}")
-    feats = gather_scatter(input.feats, weight, rulebook)
-    if bias is not None:
-        feats = feats + bias
-    return SparseTensor.from_sites(feats, sites)
+    return SparseTensor.from_sites(gather_scatter(input.feats, weight, rulebook, None, bias), sites)
