@@ -17,12 +17,18 @@ rulebooks. The kernel for an offset is chosen from the rulebook, never by the ca
   in offset order, so no atomics and no dependence on the thread count);
 * non-injective offsets (graph edges) are CSR sparse-matrix products over pairs sorted by output,
   i.e. sorted segment sums, deterministic on every device; the dense transform runs on whichever side
-  has fewer rows (``C_out <= C_in``: transform first, then aggregate); features that are mostly zeros
-  (bag-of-words) are transformed, and the weight gradient taken, through their nonzeros (native kernel).
+  has fewer rows (``C_out <= C_in``: transform first, then aggregate), and for a small one-offset layer
+  (up to 32 input channels) inside the CSR kernel itself, each row's sum multiplied while still in
+  registers; the adjoint runs over the transposed pairs, reading the forward pairs' scales in place;
+* sparse features (a torch sparse ``feats``, bag-of-words node features) are multiplied by the weight
+  through their nonzeros with the same CSR kernel, and their weight gradient is the CSR product over
+  their transposed pattern (kept while the pattern is unchanged); dense features that are mostly zeros
+  are transformed, and their weight gradient taken, through their nonzeros (native kernel).
 
-Every path sums in a fixed order, so the result has the same bits on every run and for any number of
-threads (tested). Backward is written by hand for ``feats``, ``weight`` and ``pair_scale``; the
-operator is differentiable once (no double backward).
+An optional ``bias`` is added to every output row in the same autograd node (stored with the sums by the
+CSR kernel). Every path sums in a fixed order, so the result has the same bits on every run and for any
+number of threads (tested). Backward is written by hand for ``feats``, ``weight``, ``pair_scale`` and
+``bias``; the operator is differentiable once (no double backward).
 """
 from __future__ import annotations
 
@@ -311,7 +317,9 @@ def _transform_weight_grad(feats: Tensor, grad_h: Tensor, weight_k: Tensor, kept
         transposed = _sparse_transpose(feats)
         return _aggregate(transposed, 0, transposed.num_pairs, feats.values(), grad_h, order=transposed.pair_ids)
     csr = kept.get("csr")  # the CSR form of feats, if the forward found feats mostly zero
-    return native.csr_weight_grad(csr, feats.size(1), grad_h) if csr is not None else _weight_grad(feats, grad_h, weight_k)
+    if csr is not None:
+        return native.csr_weight_grad(csr, feats.size(1), grad_h)
+    return _weight_grad(feats, grad_h, weight_k)
 
 
 def _forward_graph(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[Tensor], bias: Optional[Tensor],

@@ -5,9 +5,12 @@ A graph is a one-offset rulebook: sources are input rows, targets output rows, p
 :math:`e_{ji} / \\sqrt{\\hat d_j \\hat d_i}` are per-pair scales, and every layer aggregates with
 :func:`irregconv.engine.gather_scatter` (or :func:`irregconv.engine.aggregate` for max/min).
 
-Sparse node features use the same engine: ``X @ W`` for a torch-sparse ``X [N, C_in]`` is a one-offset
+Sparse node features use the same engine: a layer hands a torch-sparse ``X [N, C_in]`` to
+:func:`~irregconv.engine.gather_scatter` itself, which multiplies it by ``W`` through its nonzeros and
+aggregates in one autograd node, so a bag-of-words first layer costs one pass over its nonzeros, forward and
+backward. Where the stored values need gradients, ``X @ W`` runs as :func:`sparse_matmul`: a one-offset
 rulebook from feature column to node (one pair per nonzero, the value as pair scale) applied to the rows
-of ``W``, so a bag-of-words first layer costs one pass over its nonzeros, forward and backward.
+of ``W``.
 
 Conventions (as PyG): ``edge_index [2, E]`` has row 0 source, row 1 target; a sparse adjacency is
 ``A[target, source]`` (PyG's ``adj_t``), so a layer computes ``A @ X``; its values are edge weights.

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from irregconv.engine import gather_scatter, gather_scatter_reference
 from irregconv.engine.backends import native
 from irregconv.rulebook import KernelRegion, Rulebook, build_graph_rulebook, build_subm_rulebook
-from irregconv.testing import assert_close_with_grads, assert_parity, random_coords, random_graph, random_rulebook, threads
+from irregconv.testing import (assert_close_with_grads, assert_parity, random_coords, random_graph, random_rulebook,
+                               threads)
 
 CONV_KINDS = ("subm", "strided", "inverse", "transposed", "dense")
 F32 = dict(rtol=1e-4, atol=1e-4)

@@ -118,3 +118,26 @@ def test_propagate_rejects_unknown_reduction():
     rulebook = build_graph_rulebook(torch.tensor([[0], [1]]), 2)
     with pytest.raises(ValueError, match="propagate: reduce must be one of"):
         propagate(torch.randn(2, 3), rulebook, reduce="median")
+
+
+@pytest.mark.parametrize("values_need_grad", [False, True])
+def test_propagate_sparse_features_with_bias_match_dense_and_give_value_gradients(values_need_grad):
+    edge_index, edge_weight = _graph()
+    rulebook = build_graph_rulebook(edge_index, 10)
+    gen = torch.Generator().manual_seed(3)
+    dense = torch.randn(10, 6, dtype=torch.float64, generator=gen) * (torch.rand(10, 6, generator=gen) < 0.4)
+    weight = torch.randn(6, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    bias = torch.randn(3, dtype=torch.float64, generator=gen, requires_grad=True)
+    scale = edge_weight[rulebook.pair_ids]
+    sparse = dense.to_sparse_coo().coalesce().requires_grad_(values_need_grad)
+    out = propagate(sparse, rulebook, scale, weight, bias=bias)
+    dense_leaf = dense.clone().requires_grad_()
+    expected = propagate(dense_leaf, rulebook, scale, weight) + bias
+    torch.testing.assert_close(out, expected)
+    grad = torch.randn(out.shape, dtype=torch.float64, generator=gen)
+    got = torch.autograd.grad(out, [weight, bias] + ([sparse] if values_need_grad else []), grad)
+    want = torch.autograd.grad(expected, [weight, bias, dense_leaf], grad)
+    torch.testing.assert_close(got[0], want[0])
+    torch.testing.assert_close(got[1], want[1])
+    if values_need_grad:  # only the stored entries have gradients
+        torch.testing.assert_close(got[2].to_dense(), want[2] * (dense != 0))
