@@ -147,10 +147,6 @@ def _rowdot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum(dim=1)
 
 
-def _add_bias(out: Tensor, bias: Optional[Tensor]) -> Tensor:
-    return out if bias is None else out.add_(bias)
-
-
 def _centre(rulebook: Rulebook, pair_scale: Optional[Tensor]) -> Optional[int]:
     """The offset run as a plain matmul (no gather, no scatter): the identity, unless pairs carry scales."""
     return rulebook.identity_offset if pair_scale is None else None

@@ -63,8 +63,10 @@ def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Optional[Tensor
         return native.csr_rows_add(out, crow, col, values, src, order, accumulate=not overwrite, bias=bias)
     if order is not None:
         values = values.index_select(0, order)
-    if overwrite:
-        out.copy_(bias.expand_as(out)) if bias is not None else out.zero_()
+    if overwrite and bias is not None:
+        out.copy_(bias.expand_as(out))
+    elif overwrite:
+        out.zero_()
     if _numba_serves(out, src):
         _kernels().csr_rows_add(out.numpy(), crow.numpy(), col.numpy(), values.contiguous().numpy(),
                                 src.contiguous().numpy())
