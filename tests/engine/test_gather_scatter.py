@@ -262,3 +262,13 @@ def test_bias_bad_shapes_raise_clear_errors():
         gather_scatter(feats, weight, rb, None, torch.zeros(4))
     with pytest.raises(ValueError, match=r"bias \(torch.float64, cpu\) must match feats \(torch.float32, cpu\)"):
         gather_scatter(feats, weight, rb, None, torch.zeros(3, dtype=torch.float64))
+
+
+def test_sparse_feats_with_int32_indices_give_the_same_result():
+    gen = torch.Generator().manual_seed(8)
+    rb = build_graph_rulebook(random_graph(20, 60, generator=gen), 20)
+    dense = torch.randn(20, 9, generator=gen) * (torch.rand(20, 9, generator=gen) < 0.3)
+    csr = dense.to_sparse_csr()
+    narrow = torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(), csr.values(), csr.shape)
+    weight = torch.randn(1, 9, 16, generator=gen)
+    torch.testing.assert_close(gather_scatter(narrow, weight, rb), gather_scatter_reference(dense, weight, rb), **F32)

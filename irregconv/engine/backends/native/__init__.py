@@ -1,6 +1,7 @@
 """The engine's native CPU kernels (``gather_gemm_scatter.cpp``), loaded with ctypes: the fused gather-GEMM-scatter
-of a convolution and its weight gradient, CSR row sums for graphs, products through the nonzeros of
-mostly-zero dense rows, batch-norm column statistics.
+of a convolution and its weight gradient, CSR row sums for graphs (optionally with a bias, or multiplied by a
+small layer's weight in the same pass), products through the nonzeros of mostly-zero dense rows, batch-norm
+column statistics, weight transposes.
 
 ``setup.py`` compiles them at install time (a plain C++ library: no Python or torch headers, seconds with any
 ``g++``); where the library is missing (no compiler at install, another platform) :data:`AVAILABLE` is False
@@ -291,10 +292,19 @@ def copy_rows_(out: Tensor, x: Tensor) -> Tensor:
 MAX_FUSED_CHANNELS = 64
 
 
+def _address(tensor: Optional[Tensor]) -> Optional[int]:
+    return None if tensor is None else tensor.data_ptr()
+
+
+def _indices(index: Tensor) -> Tensor:
+    """``index`` as contiguous int64 (a torch CSR tensor may carry int32 indices)."""
+    return index.to(torch.int64).contiguous()
+
+
 def _csr_call(owner: str, out: Tensor, crow: Tensor, col: Tensor, values: Tensor, src: Tensor, order: Optional[Tensor],
               accumulate: bool, bias: Optional[Tensor], weight: Optional[Tensor], side: Optional[Tensor]) -> Tensor:
-    col, values, src, crow = col.contiguous(), values.contiguous(), contiguous_rows(src), crow.contiguous()
-    order = None if order is None else order.contiguous()
+    crow, col, values, src = _indices(crow), _indices(col), values.contiguous(), contiguous_rows(src)
+    order = None if order is None else _indices(order)
     bias = None if bias is None else bias.contiguous()
     if crow.numel() != out.size(0) + 1:
         raise ValueError(f"{owner}: crow must have {out.size(0) + 1} entries (one per output row and one), "
@@ -304,11 +314,10 @@ def _csr_call(owner: str, out: Tensor, crow: Tensor, col: Tensor, values: Tensor
     if side is not None and (side.shape != (out.size(0), src.size(1)) or not side.is_contiguous()):
         raise ValueError(f"{owner}: side must be a contiguous [{out.size(0)}, {src.size(1)}] tensor, got "
                          f"{list(side.shape)}")
-    pointer = lambda t: None if t is None else t.data_ptr()  # noqa: E731
     status = _LIBRARY.irc_csr_rows_add(out.data_ptr(), out.size(0), src.size(1), crow.data_ptr(), col.data_ptr(),
-                                       col.numel(), values.data_ptr(), pointer(order), values.numel(), src.data_ptr(),
-                                       src.size(0), int(accumulate), pointer(bias), pointer(weight),
-                                       out.size(1), pointer(side), torch.get_num_threads())
+                                       col.numel(), values.data_ptr(), _address(order), values.numel(), src.data_ptr(),
+                                       src.size(0), int(accumulate), _address(bias), _address(weight),
+                                       out.size(1), _address(side), torch.get_num_threads())
     if status != 0:
         raise ValueError(f"{owner}: crow must rise from 0 to the {col.numel()} entries, every column must be in "
                          f"[0, {src.size(0)}) and every order entry in [0, {values.numel()})")
