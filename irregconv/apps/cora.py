@@ -24,6 +24,7 @@ from ..data.planetoid import PLANETOID_NAMES, NodeClassificationGraph, Planetoid
 from ..data.synthetic_graph import make_cora_like
 from ..functional.graph import is_sparse, sparse_dropout
 from ..nn.graph.gcn_conv import GCNConv
+from ..rulebook.rulebook import rows_from_pointer
 from .progress import ProgressBar
 
 DATASETS = PLANETOID_NAMES + ("synthetic",)
@@ -54,11 +55,10 @@ def row_normalize(x: Tensor) -> Tensor:
     """Divide every row by its sum (rows summing to 0 stay 0); keeps a sparse ``x`` sparse (CSR)."""
     if is_sparse(x):
         x = x.to_sparse_csr()
-        counts = x.crow_indices().diff()
-        row_sum = torch.zeros(x.size(0), dtype=x.dtype, device=x.device).index_add_(
-            0, torch.repeat_interleave(torch.arange(x.size(0), device=x.device), counts), x.values())
+        rows = rows_from_pointer(x.crow_indices())
+        row_sum = torch.zeros(x.size(0), dtype=x.dtype, device=x.device).index_add_(0, rows, x.values())
         inv = torch.where(row_sum == 0, row_sum, 1.0 / row_sum)
-        values = x.values() * torch.repeat_interleave(inv, counts)
+        values = x.values() * inv[rows]
         return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), values, x.shape, check_invariants=False)
     row_sum = x.sum(dim=1, keepdim=True)
     return x / torch.where(row_sum == 0, torch.ones_like(row_sum), row_sum)

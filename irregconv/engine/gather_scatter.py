@@ -40,7 +40,7 @@ from torch.autograd.function import once_differentiable
 
 from ..rulebook import Rulebook, build_graph_rulebook
 from ..rulebook.cache import IdentityCache
-from ..rulebook.rulebook import pointer_from_counts
+from ..rulebook.rulebook import pointer_from_counts, rows_from_pointer
 from .backends import csr_rows_add, native, scatter_add_rows
 from .reference import apply_weight
 from ..workspace import CHUNK_BYTES, scratch_rows
@@ -124,8 +124,7 @@ def _sparse_transpose(x: Tensor) -> Rulebook:
     """The rulebook of ``x^T`` for sparse CSR features ``x [N, C]``: pairs row -> column sorted by column, its
     ``pair_ids`` the positions of the entries in ``x.values()``; reused while the pattern is unchanged."""
     def build():
-        crow = x.crow_indices()
-        rows = torch.repeat_interleave(torch.arange(x.size(0), device=x.device), crow.diff())
+        rows = rows_from_pointer(x.crow_indices())
         return build_graph_rulebook(torch.stack([rows, x.col_indices()]), x.size(0), x.size(1))
 
     return _SPARSE_PATTERNS.get_or_build((x.crow_indices(), x.col_indices()), tuple(x.shape), build)
@@ -332,8 +331,11 @@ def _forward_graph(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional
             out = _aggregate(rulebook, s, e, scale, _transform(feats, w, keep), out=out, bias=bias)
         else:
             product = apply_weight(_aggregate(rulebook, s, e, scale, feats), w)
-            out = (product.contiguous() if bias is None else product.add(bias)) if out is None else out.add_(product)
-    if out is None:
+            if out is not None:
+                out.add_(product)
+            else:
+                out = product.contiguous() if bias is None else product.add(bias)
+    if out is None:  # no pairs at all
         out = feats.new_zeros(rulebook.num_out, c_out)
         return out if bias is None else out.add_(bias)
     return out
@@ -517,12 +519,12 @@ def gather_scatter(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook,
         tensor([[2.],
                 [1.]])
     """
-    if isinstance(feats, Tensor) and feats.layout != torch.strided:
+    c_out = _check(feats, weight, rulebook, pair_scale, bias)
+    if feats.layout != torch.strided:
         _check_sparse(feats, weight, rulebook)
         if not feats.is_sparse_csr:
             feats = feats.to_sparse_csr()  # an uncoalesced COO tensor's duplicates are summed, as in its product
-    c_out = _check(feats, weight, rulebook, pair_scale, bias)
-    if not feats.is_sparse_csr and not feats.is_contiguous():
+    elif not feats.is_contiguous():
         feats = feats.contiguous()
     if weight is not None and weight.dim() == 4 and weight.size(1) == 1:
         weight = weight.squeeze(1)

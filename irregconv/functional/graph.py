@@ -26,6 +26,7 @@ from torch import Tensor
 from ..engine import aggregate, gather_scatter
 from ..rulebook import Rulebook, build_graph_rulebook
 from ..rulebook.cache import IdentityCache
+from ..rulebook.rulebook import rows_from_pointer
 
 SPARSE_LAYOUTS = (torch.sparse_coo, torch.sparse_csr, torch.sparse_csc)
 REDUCTIONS = ("sum", "add", "mean", "max", "min")
@@ -56,8 +57,7 @@ def adjacency_to_edge_index(adj: Tensor, owner: str = "adjacency_to_edge_index")
         return indices.flip(0), values
     if adj.layout == torch.sparse_csc:
         adj = adj.to_sparse_csr()
-    target = torch.repeat_interleave(torch.arange(adj.size(0), device=adj.device), adj.crow_indices().diff())
-    return torch.stack([adj.col_indices(), target]), adj.values()
+    return torch.stack([adj.col_indices(), rows_from_pointer(adj.crow_indices())]), adj.values()
 
 
 def coo_parts(x: Tensor) -> Tuple[Tensor, Tensor]:
@@ -336,19 +336,18 @@ def propagate(x: Tensor, rulebook: Rulebook, pair_scale: Optional[Tensor] = None
     if reduce == "mean":
         pair_scale = mean_scale(rulebook, pair_scale, weight.dtype if weight is not None else x.dtype)
     linear = reduce in ("sum", "add", "mean")
-    if is_sparse(x):
+    if is_sparse(x):  # else the engine multiplies x through its nonzeros
         if weight is None or not linear:
             x = x.to_dense()
         elif x.requires_grad:
             x, weight = sparse_matmul(x, weight, cache), None
-        else:  # the engine multiplies through the nonzeros
-            return gather_scatter(x, weight.unsqueeze(0), rulebook, _scale_as(pair_scale, weight), bias)
-    lead = x.shape[:-2]
+    lead = x.shape[:-2]  # (none for a sparse x: it is [N, C])
     if lead:
         if weight is not None:
             x, weight = x @ weight, None
         x = x.movedim(-2, 0).reshape(x.size(-2), -1)
-    pair_scale = _scale_as(pair_scale, x)
+    if pair_scale is not None:
+        pair_scale = pair_scale.to(x.dtype)
     if linear:
         out = gather_scatter(x, None if weight is None else weight.unsqueeze(0), rulebook, pair_scale,
                              None if lead else bias)
@@ -364,7 +363,3 @@ def propagate(x: Tensor, rulebook: Rulebook, pair_scale: Optional[Tensor] = None
     if lead:
         out = out.reshape(out.size(0), *lead, -1).movedim(0, -2)
     return out if bias is None else out + bias
-
-
-def _scale_as(pair_scale: Optional[Tensor], like: Tensor) -> Optional[Tensor]:
-    return None if pair_scale is None else pair_scale.to(like.dtype)

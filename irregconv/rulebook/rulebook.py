@@ -113,8 +113,7 @@ class Rulebook:
             # a submanifold rulebook of a symmetric region: the swapped pairs of offset k are exactly the pairs of
             # offset mirror[k], already sorted by output, so the transpose reorders whole offsets (no sort)
             return self._transpose_by_mirror(mirror)
-        k_of_pair = torch.repeat_interleave(torch.arange(self.kernel_volume, device=self.device),
-                                            self.counts().to(self.device))
+        k_of_pair = rows_from_pointer(self.offset_ptr.to(self.device))
         order = sort_pairs(k_of_pair, self.out_idx, self.in_idx, self.num_out, self.num_in)
         return self._link_transpose(Rulebook(
             in_idx=self.out_idx[order], out_idx=self.in_idx[order], offset_ptr=self.offset_ptr,
@@ -180,6 +179,12 @@ def pointer_from_counts(counts: Tensor) -> Tensor:
     pointer = torch.zeros(counts.numel() + 1, dtype=torch.long, device=counts.device)
     torch.cumsum(counts, 0, out=pointer[1:])
     return pointer
+
+
+def rows_from_pointer(pointer: Tensor) -> Tensor:
+    """The inverse of :func:`pointer_from_counts`: the row of every entry of a CSR ``pointer [R + 1]``,
+    ``[pointer[-1]]`` int64 on its device."""
+    return torch.repeat_interleave(torch.arange(pointer.numel() - 1, device=pointer.device), pointer.diff())
 
 
 def neighbor_map_buffer(name: str, num_offsets: int, num_out: int) -> Tensor:

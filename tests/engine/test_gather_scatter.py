@@ -246,6 +246,8 @@ def test_sparse_feats_bad_uses_raise_clear_errors():
     gen = torch.Generator().manual_seed(7)
     graph = build_graph_rulebook(random_graph(10, 20, generator=gen), 10)
     sparse = torch.eye(10).to_sparse_csr()
+    with pytest.raises(TypeError, match="rulebook must be an irregconv.rulebook.Rulebook, got str"):
+        gather_scatter(sparse, torch.randn(1, 10, 2), "graph")
     with pytest.raises(TypeError, match="sparse feats .* need a graph rulebook .* and a weight"):
         gather_scatter(sparse, None, graph)
     with pytest.raises(TypeError, match="an injective \\(convolution\\) rulebook"):

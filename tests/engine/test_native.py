@@ -283,6 +283,8 @@ def test_csr_rows_add_rejects_broken_rows():
         native.csr_rows_add(torch.zeros(3, 16), torch.tensor([0, 3, 1, 3]), torch.tensor([0, 1, 1]), values, src)
     with pytest.raises(ValueError, match="crow must have 3 entries"):
         native.csr_rows_add(out, torch.tensor([0, 3]), torch.tensor([0, 1, 1]), values, src)
+    with pytest.raises(ValueError, match=r"every entry needs a value \(2 given\)"):
+        native.csr_rows_add(out, crow, torch.tensor([0, 1, 1]), values[:2], src)
     with pytest.raises(ValueError, match=r"every order entry in \[0, 3\)"):
         native.csr_rows_add(out, crow, torch.tensor([0, 1, 1]), values, src, order=torch.tensor([0, 3, 1]))
 

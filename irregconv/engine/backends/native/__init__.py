@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ....rulebook.rulebook import pointer_from_counts
 
-_VERSION = 12
+_VERSION = 13
 
 
 def _share_torch_openmp(library: ctypes.CDLL) -> None:
@@ -213,7 +213,7 @@ def nonzero_rows_matmul(x: Tensor, weight: Tensor) -> Tuple[Tensor, Tuple[Tensor
         ``(out [N, C_out], (crow [N + 1], cols [nnz] int32, vals [nnz]))``: the product and ``x`` as CSR,
         found on the way, for :func:`csr_weight_grad` in the backward.
     """
-    x, weight = x.contiguous(), weight.contiguous()
+    x, weight = x.contiguous(), contiguous_rows(weight)
     n, c_in = x.shape
     out = x.new_empty(n, weight.size(1))
     # each thread appends its rows' nonzeros from (its first row) * C_in on: untouched capacity costs no memory
@@ -319,8 +319,9 @@ def _csr_call(owner: str, out: Tensor, crow: Tensor, col: Tensor, values: Tensor
                                        src.size(0), int(accumulate), _address(bias), _address(weight),
                                        out.size(1), _address(side), torch.get_num_threads())
     if status != 0:
-        raise ValueError(f"{owner}: crow must rise from 0 to the {col.numel()} entries, every column must be in "
-                         f"[0, {src.size(0)}) and every order entry in [0, {values.numel()})")
+        raise ValueError(f"{owner}: crow must rise from 0 to the {col.numel()} entries, every entry needs a value "
+                         f"({values.numel()} given), every column must be in [0, {src.size(0)}) and every order "
+                         f"entry in [0, {values.numel()})")
     return out
 
 

@@ -472,7 +472,6 @@ inline __attribute__((always_inline)) bool csr_row_block(const CsrJob& job, int6
 #pragma GCC unroll 16
             for (int v = 0; v < NV; ++v) acc[u][v] += acc[u + step][v];
     put_row<NV>(target, acc[0], width, accumulate, bias);
-    (void)rest;
     return true;
 }
 
@@ -606,7 +605,7 @@ void column_sums(ColumnJob job, double* first, double* second, int64_t threads) 
 extern "C" {
 
 // Version of this interface; the Python side refuses a library built from other sources.
-int64_t irc_native_version() { return 12; }
+int64_t irc_native_version() { return 13; }
 
 // Hand over torch's OpenMP runtime: GOMP_parallel, omp_get_thread_num, omp_get_num_threads.
 void irc_use_openmp(void* parallel, void* thread_num, void* num_threads) {
@@ -711,13 +710,13 @@ void irc_column_grad_sums(const float* g, const float* x, int64_t n, int64_t c, 
 // value values[order[q]], or values[q] without order) over the rows of src [num_src, c]; stored instead of added
 // unless `accumulate`, with bias [c] (optional, store mode) added. With w [c, c_out] (optional, c <= 64) out is
 // [n, c_out] = bias + (A @ src) @ w instead, and side [n, c] (optional) receives A @ src. Returns 0, or 1 if crow
-// does not rise from 0 to num_entries, a column is outside [0, num_src) or an order entry outside [0, num_values)
-// (out is then partly written), or 2 if c is too wide for w.
+// does not rise from 0 to num_entries, values are fewer than the entries (without order), a column is outside
+// [0, num_src) or an order entry outside [0, num_values) (out is then partly written), or 2 if c is too wide for w.
 int64_t irc_csr_rows_add(float* out, int64_t n, int64_t c, const int64_t* crow, const int64_t* col,
                          int64_t num_entries, const float* values, const int64_t* order, int64_t num_values,
                          const float* src, int64_t num_src, int64_t accumulate, const float* bias, const float* w,
                          int64_t c_out, float* side, int64_t threads) {
-    if (crow[0] != 0 || crow[n] != num_entries) return 1;
+    if (crow[0] != 0 || crow[n] != num_entries || (order == nullptr && num_values < num_entries)) return 1;
     if (w != nullptr && (c > MAX_FUSED_CHANNELS || accumulate)) return 2;
     if ((w != nullptr ? c_out : c) == 0) return 0;
     threads = std::max<int64_t>(1, std::min<int64_t>(threads, num_entries * c / 65536 + 1));
