@@ -362,3 +362,20 @@ def test_small_graph_layers_take_the_fused_kernel_with_the_reference_results_and
         first = run()
     with threads(2):
         assert all(torch.equal(a, b) for a, b in zip(run(), first))
+
+
+@needs_native
+@pytest.mark.parametrize("n, a, b", [(0, 3, 5), (1, 1, 1), (300, 16, 7), (1000, 33, 20), (5000, 7, 16)])
+def test_rows_outer_gives_weight_and_bias_gradients_with_the_same_bits_per_thread_count(n, a, b):
+    gen = torch.Generator().manual_seed(n + a + b)
+    x, g = torch.randn(n, a, generator=gen), torch.randn(n, b, generator=gen)
+    with threads(1):
+        outer, sums = native.rows_outer(x, g, sums=True)
+        sums_only = native.rows_outer(None, g, sums=True)
+    torch.testing.assert_close(outer, (x.double().t() @ g.double()).float(), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(sums, g.double().sum(0).float(), rtol=1e-5, atol=1e-4)
+    assert sums_only[0] is None and torch.equal(sums_only[1], sums)
+    assert native.rows_outer(x, g)[1] is None
+    with threads(2):
+        outer2, sums2 = native.rows_outer(x, g, sums=True)
+    assert torch.equal(outer2, outer) and torch.equal(sums2, sums)

@@ -4,6 +4,7 @@
 //   * irc_csr_rows_add: CSR row sums (graph aggregation);
 //   * irc_nonzero_rows_matmul / irc_csr_weight_grad: x @ w through the nonzeros of mostly-zero dense rows;
 //   * irc_column_moments / irc_column_grad_sums: batch-norm statistics over rows;
+//   * irc_rows_outer: x^T g and column sums over rows (weight and bias gradients of small layers);
 //   * irc_transpose: a float32 matrix transposed (layer weights are stored [C_out, C_in], the row kernels read
 //     [C_in, C_out]; torch's strided copy takes 17 us for Cora's 16 x 1433).
 //
@@ -413,10 +414,21 @@ inline __attribute__((always_inline)) v16 load_partial(const float* p, int64_t w
     return load16(padded);
 }
 
-// target[0, width) (+)= sums (bias[0, width) added in store mode when given); width <= 16 V + 16.
-template <int NV>
+// target[0, width) (+)= sums (bias[0, width) added in store mode when given); width <= 16 NV, and exactly 16 NV
+// unless PARTIAL (then whole vectors are stored directly: a variable-length copy per row cost more than the sums
+// of a short row).
+template <int NV, bool PARTIAL>
 inline __attribute__((always_inline)) void put_row(float* target, const v16* sums, int64_t width, bool accumulate,
                                                    const float* bias) {
+    if (!PARTIAL) {
+        for (int v = 0; v < NV; ++v) {
+            v16 row = sums[v];
+            if (accumulate) row += load16(target + 16 * v);
+            else if (bias != nullptr) row += load16(bias + 16 * v);
+            std::memcpy(target + 16 * v, &row, sizeof(row));
+        }
+        return;
+    }
     float row[16 * NV];
     std::memcpy(row, sums, sizeof(row));
     if (accumulate) {
@@ -424,7 +436,7 @@ inline __attribute__((always_inline)) void put_row(float* target, const v16* sum
     } else if (bias != nullptr) {
         for (int64_t j = 0; j < width; ++j) target[j] = bias[j] + row[j];
     } else {
-        std::memcpy(target, row, width * sizeof(float));
+        for (int64_t j = 0; j < width; ++j) target[j] = row[j];
     }
 }
 
@@ -471,7 +483,7 @@ inline __attribute__((always_inline)) bool csr_row_block(const CsrJob& job, int6
         for (int u = 0; u + step < U; u += 2 * step)
 #pragma GCC unroll 16
             for (int v = 0; v < NV; ++v) acc[u][v] += acc[u + step][v];
-    put_row<NV>(target, acc[0], width, accumulate, bias);
+    put_row<NV, PARTIAL>(target, acc[0], width, accumulate, bias);
     return true;
 }
 
@@ -499,17 +511,27 @@ inline __attribute__((always_inline)) bool csr_row(const CsrJob& job, int64_t o,
     return true;
 }
 
-// target[0, c_out) = bias + sums[0, c) @ w, w given as zero-padded vectors (16 output channels each, `blocks` per
-// row of w); the c terms in 4 interleaved partial sums added pairwise (a fixed order).
-inline __attribute__((always_inline)) void transform_row(const CsrJob& job, const float* sums, const float* w,
-                                                         int64_t blocks, float* target) {
+// Rows target + r * c_out, r < count (<= TRANSFORM_ROWS), [0, c_out) = bias + sums[r][0, c) @ w, w given as
+// zero-padded vectors (16 output channels each, `blocks` per row of w): for each block of 16 output channels the
+// count rows' products stay in registers over the c terms, summed in term order (a fixed order), each w vector
+// loaded once per group of rows. One row at a time, the c products of a row formed a dependent chain.
+constexpr int64_t TRANSFORM_ROWS = 16;
+
+inline __attribute__((always_inline)) void transform_rows(const CsrJob& job, const float (*sums)[MAX_FUSED_CHANNELS],
+                                                          int64_t count, const float* w, int64_t blocks,
+                                                          float* target) {
     for (int64_t jb = 0; jb < blocks; ++jb) {
-        v16 acc[4] = {v16{}, v16{}, v16{}, v16{}};
-        for (int64_t i = 0; i < job.c; ++i) acc[i & 3] += sums[i] * load16(w + (i * blocks + jb) * 16);
-        acc[0] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-        const int64_t j0 = 16 * jb;
-        put_row<1>(target + j0, acc, std::min<int64_t>(16, job.c_out - j0), false,
-                   job.bias != nullptr ? job.bias + j0 : nullptr);
+        v16 acc[TRANSFORM_ROWS];
+#pragma GCC unroll 16
+        for (int r = 0; r < TRANSFORM_ROWS; ++r) acc[r] = v16{};
+        for (int64_t i = 0; i < job.c; ++i) {
+            const v16 w_row = load16(w + (i * blocks + jb) * 16);
+#pragma GCC unroll 16
+            for (int r = 0; r < TRANSFORM_ROWS; ++r) acc[r] += sums[r][i] * w_row;
+        }
+        const int64_t j0 = 16 * jb, width = std::min<int64_t>(16, job.c_out - j0);
+        const float* bias = job.bias != nullptr ? job.bias + j0 : nullptr;
+        for (int64_t r = 0; r < count; ++r) put_row<1, true>(target + r * job.c_out + j0, &acc[r], width, false, bias);
     }
 }
 
@@ -525,11 +547,14 @@ inline __attribute__((always_inline)) bool csr_rows_of(const CsrJob& job, int64_
     std::vector<float> w(job.c * blocks * 16, 0.0f);  // w's rows cut into zero-padded vectors, once per thread
     for (int64_t i = 0; i < job.c; ++i)
         for (int64_t j = 0; j < job.c_out; ++j) w[(i * blocks + j / 16) * 16 + j % 16] = job.w[i * job.c_out + j];
-    for (int64_t o = lo; o < hi; ++o) {
-        float sums[MAX_FUSED_CHANNELS];
-        if (!csr_row<ORDER>(job, o, sums, false, nullptr)) return false;
-        if (job.side != nullptr) std::memcpy(job.side + o * job.c, sums, job.c * sizeof(float));
-        transform_row(job, sums, w.data(), blocks, job.out + o * job.c_out);
+    float sums[TRANSFORM_ROWS][MAX_FUSED_CHANNELS] = {};
+    for (int64_t o0 = lo; o0 < hi; o0 += TRANSFORM_ROWS) {
+        const int64_t count = std::min(TRANSFORM_ROWS, hi - o0);
+        for (int64_t r = 0; r < count; ++r) {
+            if (!csr_row<ORDER>(job, o0 + r, sums[r], false, nullptr)) return false;
+            if (job.side != nullptr) std::memcpy(job.side + (o0 + r) * job.c, sums[r], job.c * sizeof(float));
+        }
+        transform_rows(job, sums, count, w.data(), blocks, job.out + o0 * job.c_out);
     }
     return true;
 }
@@ -541,6 +566,52 @@ bool csr_rows(const CsrJob& job, int64_t lo, int64_t hi) {
 
 void csr_part(const CsrJob& job, int64_t t) {
     job.valid[t] = csr_rows(job, job.n * t / job.parts, job.n * (t + 1) / job.parts);
+}
+
+// ---- tall-skinny products over rows: out [a, b] = x^T g for x [n, a], g [n, b] (a layer's weight gradient from
+// its input and output gradient rows), and/or sums [b], the column sums of g (its bias gradient). A GEMM library
+// spends more on setting up such a product (Cora: 2708 x 16 by 2708 x 7) than on its 300k multiply-adds. The rows
+// are cut into min(MAX_ITEMS, ceil(n / ROW_BLOCK)) equal ranges (a cut that depends on n only), each summed in row
+// order into its own partial, the partials added in range order: the same bits for any thread count. For each
+// tile of 16 columns of x and 16 of g the 16 x 16 block of sums stays in registers over the range's rows.
+
+struct OuterJob {
+    const float* x; int64_t a; const float* g; int64_t b; int64_t n; bool sums; float* partials; int64_t size;
+    int64_t blocks; int64_t parts; char* valid;
+};
+
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+void outer_block(const OuterJob& job, int64_t block) {
+    float* partial = job.partials + block * job.size;
+    const int64_t lo = job.n * block / job.blocks, hi = job.n * (block + 1) / job.blocks;
+    const float* const g_end = job.g + job.n * job.b;
+    for (int64_t j0 = 0; j0 < job.b; j0 += 16) {
+        const int64_t width = std::min<int64_t>(16, job.b - j0);
+        for (int64_t i0 = 0; i0 < job.a; i0 += 16) {
+            const int64_t height = std::min<int64_t>(16, job.a - i0);
+            v16 acc[16];
+            for (int i = 0; i < 16; ++i) acc[i] = v16{};
+            for (int64_t r = lo; r < hi; ++r) {
+                const v16 g_row = load_partial(job.g + r * job.b + j0, width, g_end);
+                const float* x_row = job.x + r * job.a + i0;
+#pragma GCC unroll 16
+                for (int i = 0; i < 16; ++i)
+                    if (i < height) acc[i] += x_row[i] * g_row;
+            }
+            for (int64_t i = 0; i < height; ++i)
+                for (int64_t j = 0; j < width; ++j) partial[(i0 + i) * job.b + j0 + j] = acc[i][j];
+        }
+        if (job.sums) {
+            v16 total{};
+            for (int64_t r = lo; r < hi; ++r) total += load_partial(job.g + r * job.b + j0, width, g_end);
+            for (int64_t j = 0; j < width; ++j) partial[job.a * job.b + j0 + j] = total[j];
+        }
+    }
+}
+
+void outer_part(const OuterJob& job, int64_t t) {
+    for (int64_t b = t; b < job.blocks; b += job.parts) outer_block(job, b);
+    job.valid[t] = 1;
 }
 
 // ---- column statistics for batch norm over rows: sums in double, fixed blocks of rows added in order ----
@@ -605,7 +676,7 @@ void column_sums(ColumnJob job, double* first, double* second, int64_t threads) 
 extern "C" {
 
 // Version of this interface; the Python side refuses a library built from other sources.
-int64_t irc_native_version() { return 13; }
+int64_t irc_native_version() { return 14; }
 
 // Hand over torch's OpenMP runtime: GOMP_parallel, omp_get_thread_num, omp_get_num_threads.
 void irc_use_openmp(void* parallel, void* thread_num, void* num_threads) {
@@ -689,6 +760,26 @@ void irc_csr_weight_grad(const int64_t* row_ptr, const int32_t* cols, const floa
     std::fill(grad_w, grad_w + size, 0.0f);
     for (int64_t b = 0; b < blocks; ++b)  // in block order: the same sums for any thread count
         for (int64_t e = 0; e < size; ++e) grad_w[e] += partials[b * size + e];
+}
+
+// out [a, b] = x^T g and, if sums is given, sums [b] = the column sums of g, for row-major x [n, a] (a = 0: sums
+// only) and g [n, b]; the same bits for any thread count (see outer_block).
+void irc_rows_outer(const float* x, int64_t a, const float* g, int64_t b, int64_t n, float* out, float* sums,
+                    int64_t threads) {
+    const int64_t size = a * b + b, blocks = std::max<int64_t>(1, std::min(MAX_ITEMS, (n + ROW_BLOCK - 1) / ROW_BLOCK));
+    std::vector<float> partials(blocks * size);
+    threads = std::max<int64_t>(1, std::min<int64_t>(threads, blocks));
+    std::vector<char> valid(threads, 0);
+    run_parts<OuterJob, outer_part>(OuterJob{x, a, g, b, n, sums != nullptr, partials.data(), size, blocks, threads,
+                                             valid.data()});
+    float* const targets[2] = {out, sums};
+    const int64_t offsets[2] = {0, a * b}, counts[2] = {a * b, sums != nullptr ? b : 0};
+    for (int part = 0; part < 2; ++part) {
+        if (counts[part] == 0) continue;
+        std::fill(targets[part], targets[part] + counts[part], 0.0f);
+        for (int64_t k = 0; k < blocks; ++k)  // in block order: the same sums for any thread count
+            for (int64_t e = 0; e < counts[part]; ++e) targets[part][e] += partials[k * size + offsets[part] + e];
+    }
 }
 
 // Batch statistics of x [n, c]: sums [c] of x, then (given mean) of (x - mean)^2, in double.
