@@ -75,14 +75,19 @@ def _bias_grad(grad_out: Tensor) -> Tensor:
     return native.rows_outer(None, grad_out, sums=True)[1] if native.serves_rows(grad_out) else grad_out.sum(0)
 
 
-def _crow(rulebook: Rulebook, start: int, end: int) -> Tensor:
-    """``[N_out + 1]`` CSR row pointer of pairs ``start:end`` (sorted by output), cached on the rulebook."""
-    key = ("crow", start, end)
-    crow = rulebook._derived.get(key)
-    if crow is None:
+def _csr(rulebook: Rulebook, start: int, end: int) -> Tuple[Tensor, Tensor]:
+    """``(crow [N_out + 1], col)``: the CSR form of pairs ``start:end`` (sorted by output), cached on the rulebook."""
+    key = ("csr", start, end)
+    csr = rulebook._derived.get(key)
+    if csr is None:
         crow = pointer_from_counts(torch.bincount(rulebook.out_idx[start:end], minlength=rulebook.num_out))
-        rulebook._derived[key] = crow
-    return crow
+        csr = rulebook._derived[key] = (crow, rulebook.in_idx[start:end].contiguous())
+    return csr
+
+
+def _span(t: Optional[Tensor], start: int, end: int) -> Optional[Tensor]:
+    """``t[start:end]``, or ``t`` itself when that is all of it (a graph's one offset: no view to make)."""
+    return t if t is None or (start == 0 and end == t.size(0)) else t[start:end]
 
 
 def _aggregate(rulebook: Rulebook, start: int, end: int, values: Optional[Tensor], src: Tensor,
@@ -93,8 +98,8 @@ def _aggregate(rulebook: Rulebook, start: int, end: int, values: Optional[Tensor
     overwrite = out is None
     if overwrite:
         out = src.new_empty(rulebook.num_out, src.size(1))
-    return csr_rows_add(out, _crow(rulebook, start, end), rulebook.in_idx[start:end], values, src, order, overwrite,
-                        bias if overwrite else None)
+    crow, col = _csr(rulebook, start, end)
+    return csr_rows_add(out, crow, col, values, src, order, overwrite, bias if overwrite else None)
 
 
 def _fused(src: Tensor, weight_k: Optional[Tensor], rulebook: Rulebook) -> bool:
@@ -117,7 +122,8 @@ def _fused_aggregate(rulebook: Rulebook, values: Optional[Tensor], src: Tensor, 
     if values is None:
         values = torch.ones(rulebook.num_pairs, dtype=src.dtype, device=src.device)
     out = src.new_empty(rulebook.num_out, weight_k.size(1))
-    return native.csr_rows_matmul(out, _crow(rulebook, 0, rulebook.num_pairs), rulebook.in_idx, values.to(src.dtype),
+    crow, col = _csr(rulebook, 0, rulebook.num_pairs)
+    return native.csr_rows_matmul(out, crow, col, values.to(src.dtype),
                                   src, weight_k, bias, order, side)
 
 
@@ -331,7 +337,7 @@ def _forward_graph(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional
     out = None  # the first offset writes it (with the bias), the others add to it
     for k, s, e in rulebook.offset_slices():
         w = None if weight is None else weight[k]
-        scale = None if pair_scale is None else pair_scale[s:e]
+        scale = _span(pair_scale, s, e)
         if w is None or _transform_first(w, feats):
             out = _aggregate(rulebook, s, e, scale, _transform(feats, w, keep), out=out, bias=bias)
         else:
@@ -366,8 +372,8 @@ def _backward_graph(feats: Tensor, weight: Optional[Tensor], pair_scale: Optiona
     pair_order = transposed._derived["pair_order"]
     for k, s, e in slices:
         w = None if weight is None else weight[k]
-        scale = None if pair_scale is None else pair_scale[s:e]
-        order_t = None if pair_scale is None else pair_order[s:e]
+        scale = _span(pair_scale, s, e)
+        order_t = None if pair_scale is None else _span(pair_order, s, e)
         if need_feats and not need_scale and w is not None and w.dim() == 2 and _fused(grad_out, w.t(), transposed):
             # grad_feats = (A^T grad_out) w^T in one pass; A^T grad_out (the gradient of feats @ w) kept for w's
             grad_h = grad_out.new_empty(feats.size(0), grad_out.size(1)) if need_weight else None

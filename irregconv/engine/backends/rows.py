@@ -37,7 +37,7 @@ def _kernels():
 
 def _writable_cpu_rows(out: Tensor, src: Tensor) -> bool:
     """``out`` can be written in place by a CPU kernel reading ``src`` of its dtype."""
-    return out.device.type == "cpu" and src.dtype == out.dtype and out.is_contiguous() and not out.requires_grad
+    return out.is_cpu and src.dtype == out.dtype and out.is_contiguous() and not out.requires_grad
 
 
 def _numba_serves(out: Tensor, src: Tensor) -> bool:
@@ -58,7 +58,10 @@ def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Optional[Tensor
     """
     if bias is not None and not overwrite:
         raise ValueError("csr_rows_add: a bias is added when overwriting only")
-    values = torch.ones(col.numel(), dtype=src.dtype, device=src.device) if values is None else values.to(src.dtype)
+    if values is None:
+        values = torch.ones(col.numel(), dtype=src.dtype, device=src.device)
+    elif values.dtype != src.dtype:
+        values = values.to(src.dtype)
     if native.serves_rows(out) and _writable_cpu_rows(out, src):
         return native.csr_rows_add(out, crow, col, values, src, order, accumulate=not overwrite, bias=bias)
     if order is not None:

@@ -106,7 +106,12 @@ def disabled():
 
 def _cpu_float32(*tensors: Tensor) -> bool:
     """The kernels are loaded and enabled, and every tensor is float32 on the CPU."""
-    return AVAILABLE and _enabled and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+    if not (AVAILABLE and _enabled):
+        return False
+    for t in tensors:  # a loop, not all(...): this runs several times per layer call
+        if t.dtype != torch.float32 or not t.is_cpu:
+            return False
+    return True
 
 
 def serves(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[Tensor], c_out: int) -> bool:
@@ -325,7 +330,7 @@ def _address(tensor: Optional[Tensor]) -> Optional[int]:
 
 def _indices(index: Tensor) -> Tensor:
     """``index`` as contiguous int64 (a torch CSR tensor may carry int32 indices)."""
-    return index.to(torch.int64).contiguous()
+    return index if index.dtype == torch.int64 and index.is_contiguous() else index.to(torch.int64).contiguous()
 
 
 def _csr_call(owner: str, out: Tensor, crow: Tensor, col: Tensor, values: Tensor, src: Tensor, order: Optional[Tensor],
@@ -333,22 +338,23 @@ def _csr_call(owner: str, out: Tensor, crow: Tensor, col: Tensor, values: Tensor
     crow, col, values, src = _indices(crow), _indices(col), values.contiguous(), contiguous_rows(src)
     order = None if order is None else _indices(order)
     bias = None if bias is None else bias.contiguous()
-    if crow.numel() != out.size(0) + 1:
-        raise ValueError(f"{owner}: crow must have {out.size(0) + 1} entries (one per output row and one), "
+    (num_out, c_out), (num_src, c) = out.shape, src.shape
+    if crow.numel() != num_out + 1:
+        raise ValueError(f"{owner}: crow must have {num_out + 1} entries (one per output row and one), "
                          f"got {crow.numel()}")
-    if bias is not None and bias.numel() != out.size(1):
-        raise ValueError(f"{owner}: bias must have {out.size(1)} entries (one per output channel), got {bias.numel()}")
-    if side is not None and (side.shape != (out.size(0), src.size(1)) or not side.is_contiguous()):
-        raise ValueError(f"{owner}: side must be a contiguous [{out.size(0)}, {src.size(1)}] tensor, got "
-                         f"{list(side.shape)}")
-    status = _LIBRARY.irc_csr_rows_add(out.data_ptr(), out.size(0), src.size(1), crow.data_ptr(), col.data_ptr(),
-                                       col.numel(), values.data_ptr(), _address(order), values.numel(), src.data_ptr(),
-                                       src.size(0), int(accumulate), _address(bias), _address(weight),
-                                       out.size(1), _address(side), torch.get_num_threads())
+    if bias is not None and bias.numel() != c_out:
+        raise ValueError(f"{owner}: bias must have {c_out} entries (one per output channel), got {bias.numel()}")
+    if side is not None and (side.shape != (num_out, c) or not side.is_contiguous()):
+        raise ValueError(f"{owner}: side must be a contiguous [{num_out}, {c}] tensor, got {list(side.shape)}")
+    num_entries, num_values = col.numel(), values.numel()
+    status = _LIBRARY.irc_csr_rows_add(out.data_ptr(), num_out, c, crow.data_ptr(), col.data_ptr(), num_entries,
+                                       values.data_ptr(), _address(order), num_values, src.data_ptr(), num_src,
+                                       int(accumulate), _address(bias), _address(weight), c_out, _address(side),
+                                       torch.get_num_threads())
     if status != 0:
-        raise ValueError(f"{owner}: crow must rise from 0 to the {col.numel()} entries, every entry needs a value "
-                         f"({values.numel()} given), every column must be in [0, {src.size(0)}) and every order "
-                         f"entry in [0, {values.numel()})")
+        raise ValueError(f"{owner}: crow must rise from 0 to the {num_entries} entries, every entry needs a value "
+                         f"({num_values} given), every column must be in [0, {num_src}) and every order "
+                         f"entry in [0, {num_values})")
     return out
 
 
