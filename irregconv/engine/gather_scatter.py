@@ -32,7 +32,7 @@ number of threads (tested). Backward is written by hand for ``feats``, ``weight`
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -76,13 +76,25 @@ def _bias_grad(grad_out: Tensor) -> Tensor:
 
 
 def _csr(rulebook: Rulebook, start: int, end: int) -> Tuple[Tensor, Tensor]:
-    """``(crow [N_out + 1], col)``: the CSR form of pairs ``start:end`` (sorted by output), cached on the rulebook."""
+    """``(crow [N_out + 1], col)``: the CSR form of pairs ``start:end`` (sorted by output), cached on the rulebook;
+    ``col`` int32 where the input rows allow (see :func:`native.compact_indices`)."""
     key = ("csr", start, end)
     csr = rulebook._derived.get(key)
     if csr is None:
         crow = pointer_from_counts(torch.bincount(rulebook.out_idx[start:end], minlength=rulebook.num_out))
-        csr = rulebook._derived[key] = (crow, rulebook.in_idx[start:end].contiguous())
+        csr = rulebook._derived[key] = (crow, native.compact_indices(rulebook.in_idx[start:end], rulebook.num_in))
     return csr
+
+
+def _pair_order(transposed: Rulebook, start: int, end: int) -> Tensor:
+    """Pairs ``start:end`` of a transposed rulebook as positions of the forward pairs (to read their scales in
+    place), cached like :func:`_csr`'s columns."""
+    key = ("pair_order", start, end)
+    order = transposed._derived.get(key)
+    if order is None:
+        order = transposed._derived[key] = native.compact_indices(transposed._derived["pair_order"][start:end],
+                                                                  transposed.num_pairs)
+    return order
 
 
 def _span(t: Optional[Tensor], start: int, end: int) -> Optional[Tensor]:
@@ -131,12 +143,24 @@ def _fused_aggregate(rulebook: Rulebook, values: Optional[Tensor], src: Tensor, 
 _SPARSE_PATTERNS = IdentityCache()
 
 
-def _sparse_transpose(x: Tensor) -> Rulebook:
-    """The rulebook of ``x^T`` for sparse CSR features ``x [N, C]``: pairs row -> column sorted by column, its
-    ``pair_ids`` the positions of the entries in ``x.values()``; reused while the pattern is unchanged."""
+class _SparsePattern(NamedTuple):
+    """What the engine keeps of sparse CSR features ``x [N, C]`` while their pattern is unchanged."""
+    #: ``x``'s column indices, int32 where they fit (the product through its nonzeros reads them)
+    col: Tensor
+    #: the rulebook of ``x^T``: pairs row -> column sorted by column
+    transposed: Rulebook
+    #: ``[nnz]`` the position in ``x.values()`` of each pair of ``transposed`` (int32 where it fits)
+    value_order: Tensor
+
+
+def _sparse_pattern(x: Tensor) -> _SparsePattern:
+    """The :class:`_SparsePattern` of sparse CSR features ``x``, reused while the pattern is unchanged."""
     def build():
         rows = rows_from_pointer(x.crow_indices())
-        return build_graph_rulebook(torch.stack([rows, x.col_indices()]), x.size(0), x.size(1))
+        transposed = build_graph_rulebook(torch.stack([rows, x.col_indices()]), x.size(0), x.size(1))
+        nnz = x.col_indices().numel()
+        return _SparsePattern(native.compact_indices(x.col_indices(), x.size(1)), transposed,
+                              native.compact_indices(transposed.pair_ids, nnz))
 
     return _SPARSE_PATTERNS.get_or_build((x.crow_indices(), x.col_indices()), tuple(x.shape), build)
 
@@ -310,7 +334,8 @@ def _transform(feats: Tensor, weight_k: Optional[Tensor], keep: dict) -> Tensor:
         return feats
     if feats.is_sparse_csr:
         out = feats.values().new_empty(feats.size(0), weight_k.size(1))
-        return csr_rows_add(out, feats.crow_indices(), feats.col_indices(), feats.values(), weight_k, overwrite=True)
+        return csr_rows_add(out, feats.crow_indices(), _sparse_pattern(feats).col, feats.values(), weight_k,
+                            overwrite=True)
     if native.mostly_zero(feats, weight_k):
         out, keep["csr"] = native.nonzero_rows_matmul(feats, weight_k)
         return out
@@ -320,8 +345,9 @@ def _transform(feats: Tensor, weight_k: Optional[Tensor], keep: dict) -> Tensor:
 def _transform_weight_grad(feats: Tensor, grad_h: Tensor, weight_k: Tensor, kept: dict) -> Tensor:
     """Gradient of ``weight_k`` for ``h = _transform(feats, weight_k)`` given ``grad_h``: ``feats^T grad_h``."""
     if feats.is_sparse_csr:  # the CSR product over the transposed pattern, values read in place
-        transposed = _sparse_transpose(feats)
-        return _aggregate(transposed, 0, transposed.num_pairs, feats.values(), grad_h, order=transposed.pair_ids)
+        pattern = _sparse_pattern(feats)
+        return _aggregate(pattern.transposed, 0, pattern.transposed.num_pairs, feats.values(), grad_h,
+                          order=pattern.value_order)
     csr = kept.get("csr")  # the CSR form of feats, if the forward found feats mostly zero
     if csr is not None:
         return native.csr_weight_grad(csr, feats.size(1), grad_h)
@@ -367,13 +393,12 @@ def _backward_graph(feats: Tensor, weight: Optional[Tensor], pair_scale: Optiona
         grad_weight = torch.empty_like(weight) if every_offset else torch.zeros_like(weight)
     grad_scale = torch.zeros_like(pair_scale) if need_scale else None
     # the adjoint aggregation A^T runs over the transposed rulebook, also sorted by output; its pair q carries
-    # the scale of forward pair pair_order[q], read in place
+    # the scale of forward pair _pair_order(transposed, ...)[q], read in place
     transposed = rulebook.transpose()
-    pair_order = transposed._derived["pair_order"]
     for k, s, e in slices:
         w = None if weight is None else weight[k]
         scale = _span(pair_scale, s, e)
-        order_t = None if pair_scale is None else _span(pair_order, s, e)
+        order_t = None if pair_scale is None else _pair_order(transposed, s, e)
         if need_feats and not need_scale and w is not None and w.dim() == 2 and _fused(grad_out, w.t(), transposed):
             # grad_feats = (A^T grad_out) w^T in one pass; A^T grad_out (the gradient of feats @ w) kept for w's
             grad_h = grad_out.new_empty(feats.size(0), grad_out.size(1)) if need_weight else None

@@ -260,15 +260,28 @@ def test_csr_rows_add_matches_the_sparse_product_with_the_same_bits_per_thread_c
 
 @needs_native
 @pytest.mark.parametrize("channels", [7, 16])
-def test_csr_rows_add_reads_values_through_an_order(channels):
+@pytest.mark.parametrize("index_dtype", [torch.int64, torch.int32, "mixed"])
+def test_csr_rows_add_reads_values_through_an_order(channels, index_dtype):
     gen = torch.Generator().manual_seed(3)
     csr = ((torch.rand(50, 40, generator=gen) < 0.2) * 1.0).to_sparse_csr()
     order = torch.randperm(csr.values().numel(), generator=gen)
     values = torch.randn(order.numel(), generator=gen)
     src = torch.randn(40, channels, generator=gen)
-    got = native.csr_rows_add(torch.zeros(50, channels), csr.crow_indices(), csr.col_indices(), values, src, order)
+    col_dtype = torch.int32 if index_dtype == "mixed" else index_dtype  # mixed: int32 columns, int64 order
+    col, order_in = csr.col_indices().to(col_dtype), order if index_dtype == "mixed" else order.to(index_dtype)
+    got = native.csr_rows_add(torch.zeros(50, channels), csr.crow_indices(), col, values, src, order_in)
     permuted = torch.sparse_csr_tensor(csr.crow_indices(), csr.col_indices(), values[order], csr.shape)
     torch.testing.assert_close(got, permuted @ src, rtol=1e-5, atol=1e-5)
+    int64 = native.csr_rows_add(torch.zeros(50, channels), csr.crow_indices(), csr.col_indices(), values, src, order)
+    assert torch.equal(got, int64)
+
+
+def test_cached_graph_columns_are_int32_for_the_native_kernel():
+    engine = importlib.import_module("irregconv.engine.gather_scatter")
+    rb = build_graph_rulebook(random_graph(30, 90, generator=torch.Generator().manual_seed(0)), 30)
+    crow, col = engine._csr(rb, 0, rb.num_pairs)
+    assert crow.dtype == torch.int64 and torch.equal(col.long(), rb.in_idx)
+    assert col.dtype == (torch.int32 if native.AVAILABLE else torch.int64)
 
 
 @needs_native
@@ -287,6 +300,10 @@ def test_csr_rows_add_rejects_broken_rows():
         native.csr_rows_add(out, crow, torch.tensor([0, 1, 1]), values[:2], src)
     with pytest.raises(ValueError, match=r"every order entry in \[0, 3\)"):
         native.csr_rows_add(out, crow, torch.tensor([0, 1, 1]), values, src, order=torch.tensor([0, 3, 1]))
+    with pytest.raises(ValueError, match=r"every column must be in \[0, 4\)"):  # the same checks on int32
+        native.csr_rows_add(out, crow, col.int(), values, src, order=torch.tensor([0, 1, 2], dtype=torch.int32))
+    with pytest.raises(ValueError, match=r"every column must be in \[0, 4\)"):
+        native.csr_rows_add(out, crow, torch.tensor([0, -1, 1], dtype=torch.int32), values, src)
 
 
 @needs_native

@@ -64,6 +64,7 @@ def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Optional[Tensor
         values = values.to(src.dtype)
     if native.serves_rows(out) and _writable_cpu_rows(out, src):
         return native.csr_rows_add(out, crow, col, values, src, order, accumulate=not overwrite, bias=bias)
+    crow, col = crow.long(), col.long()  # the engine may keep int32 columns for the native kernel
     if order is not None:
         values = values.index_select(0, order)
     if overwrite and bias is not None:

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ....rulebook.rulebook import pointer_from_counts
 
-_VERSION = 14
+_VERSION = 15
 
 
 def _share_torch_openmp(library: ctypes.CDLL) -> None:
@@ -73,7 +73,7 @@ def _load() -> Optional[ctypes.CDLL]:
     library.irc_csr_rows_add.restype = integer
     library.irc_csr_rows_add.argtypes = [pointer, integer, integer, pointer, pointer, integer, pointer, pointer,
                                          integer, pointer, integer, integer, pointer, pointer, integer, pointer,
-                                         integer]
+                                         integer, integer]
     library.irc_csr_weight_grad.restype = None
     library.irc_csr_weight_grad.argtypes = [pointer, pointer, pointer, integer, integer, pointer, integer, pointer,
                                             integer]
@@ -333,10 +333,26 @@ def _indices(index: Tensor) -> Tensor:
     return index if index.dtype == torch.int64 and index.is_contiguous() else index.to(torch.int64).contiguous()
 
 
+def _column_indices(col: Tensor, order: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor], bool]:
+    """``(col, order, index32)``: both int32 if both are given so (half the bytes the row kernel reads), else both
+    int64; contiguous."""
+    if col.dtype == torch.int32 and (order is None or order.dtype == torch.int32):
+        return col.contiguous(), None if order is None else order.contiguous(), True
+    return _indices(col), None if order is None else _indices(order), False
+
+
+def compact_indices(index: Tensor, bound: int) -> Tensor:
+    """``index`` (entries in ``[0, bound)``) as contiguous int32 for the CSR row kernels when they are loaded, it is
+    on the CPU and ``bound`` fits (a cached graph's columns: half the bytes read per step), else as it is."""
+    if AVAILABLE and index.is_cpu and bound <= torch.iinfo(torch.int32).max:
+        return index.to(torch.int32).contiguous()
+    return index
+
+
 def _csr_call(owner: str, out: Tensor, crow: Tensor, col: Tensor, values: Tensor, src: Tensor, order: Optional[Tensor],
               accumulate: bool, bias: Optional[Tensor], weight: Optional[Tensor], side: Optional[Tensor]) -> Tensor:
-    crow, col, values, src = _indices(crow), _indices(col), values.contiguous(), contiguous_rows(src)
-    order = None if order is None else _indices(order)
+    crow, values, src = _indices(crow), values.contiguous(), contiguous_rows(src)
+    col, order, index32 = _column_indices(col, order)
     bias = None if bias is None else bias.contiguous()
     (num_out, c_out), (num_src, c) = out.shape, src.shape
     if crow.numel() != num_out + 1:
@@ -350,7 +366,7 @@ def _csr_call(owner: str, out: Tensor, crow: Tensor, col: Tensor, values: Tensor
     status = _LIBRARY.irc_csr_rows_add(out.data_ptr(), num_out, c, crow.data_ptr(), col.data_ptr(), num_entries,
                                        values.data_ptr(), _address(order), num_values, src.data_ptr(), num_src,
                                        int(accumulate), _address(bias), _address(weight), c_out, _address(side),
-                                       torch.get_num_threads())
+                                       int(index32), torch.get_num_threads())
     if status != 0:
         raise ValueError(f"{owner}: crow must rise from 0 to the {num_entries} entries, every entry needs a value "
                          f"({num_values} given), every column must be in [0, {num_src}) and every order "

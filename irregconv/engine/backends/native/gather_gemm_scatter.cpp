@@ -397,10 +397,12 @@ bool run_parts(const J& job) {
 // channels): the aggregation and the dense transform of a small layer (c <= 64) in one pass, without the
 // [n, c] intermediate; `side` (optional) receives the row sums too.
 
+// col and order are int64, or int32 when index32 (half the bytes of the arrays read most: a graph's columns).
 struct CsrJob {
-    float* out; int64_t n; int64_t c; const int64_t* crow; const int64_t* col; int64_t num_entries;
-    const float* values; const int64_t* order; int64_t num_values; const float* src; int64_t num_src;
+    float* out; int64_t n; int64_t c; const int64_t* crow; const void* col; int64_t num_entries;
+    const float* values; const void* order; int64_t num_values; const float* src; int64_t num_src;
     bool accumulate; const float* bias; const float* w; int64_t c_out; float* side; int64_t parts; char* valid;
+    bool index32;
 };
 
 constexpr int64_t MAX_FUSED_CHANNELS = 64;
@@ -443,12 +445,12 @@ inline __attribute__((always_inline)) void put_row(float* target, const v16* sum
 // Columns [c0, c0 + width) of row o into target[0, width): V full vectors (and a partial one if PARTIAL), U
 // partial sums of each. The job's fields are copied into locals and the loops fully unrolled, so the U x NV sums
 // stay in registers.
-template <int V, bool PARTIAL, int U, bool ORDER>
+template <int V, bool PARTIAL, int U, bool ORDER, typename I>
 inline __attribute__((always_inline)) bool csr_row_block(const CsrJob& job, int64_t o, int64_t c0, int64_t width,
                                                          float* target, bool accumulate, const float* bias) {
     constexpr int NV = V + (PARTIAL ? 1 : 0);
-    const int64_t* const col = job.col;
-    const int64_t* const order = job.order;
+    const I* const col = static_cast<const I*>(job.col);
+    const I* const order = static_cast<const I*>(job.order);
     const float* const values = job.values;
     const float* const src = job.src + c0;
     const float* const src_end = job.src + job.num_src * job.c;
@@ -488,7 +490,7 @@ inline __attribute__((always_inline)) bool csr_row_block(const CsrJob& job, int6
 }
 
 // Row o's sums into target[0, c) (bias[0, c) added in store mode when given).
-template <bool ORDER>
+template <bool ORDER, typename I>
 inline __attribute__((always_inline)) bool csr_row(const CsrJob& job, int64_t o, float* target, bool accumulate,
                                                    const float* bias) {
     for (int64_t c0 = 0; c0 < job.c; c0 += 64) {
@@ -497,14 +499,14 @@ inline __attribute__((always_inline)) bool csr_row(const CsrJob& job, int64_t o,
         const float* b = bias != nullptr ? bias + c0 : nullptr;
         bool valid;
         switch ((width / 16) * 2 + (width % 16 != 0)) {
-            case 8: valid = csr_row_block<4, false, 2, ORDER>(job, o, c0, width, t, accumulate, b); break;
-            case 7: valid = csr_row_block<3, true, 2, ORDER>(job, o, c0, width, t, accumulate, b); break;
-            case 6: valid = csr_row_block<3, false, 2, ORDER>(job, o, c0, width, t, accumulate, b); break;
-            case 5: valid = csr_row_block<2, true, 2, ORDER>(job, o, c0, width, t, accumulate, b); break;
-            case 4: valid = csr_row_block<2, false, 2, ORDER>(job, o, c0, width, t, accumulate, b); break;
-            case 3: valid = csr_row_block<1, true, 2, ORDER>(job, o, c0, width, t, accumulate, b); break;
-            case 2: valid = csr_row_block<1, false, 4, ORDER>(job, o, c0, width, t, accumulate, b); break;
-            default: valid = csr_row_block<0, true, 4, ORDER>(job, o, c0, width, t, accumulate, b); break;
+            case 8: valid = csr_row_block<4, false, 2, ORDER, I>(job, o, c0, width, t, accumulate, b); break;
+            case 7: valid = csr_row_block<3, true, 2, ORDER, I>(job, o, c0, width, t, accumulate, b); break;
+            case 6: valid = csr_row_block<3, false, 2, ORDER, I>(job, o, c0, width, t, accumulate, b); break;
+            case 5: valid = csr_row_block<2, true, 2, ORDER, I>(job, o, c0, width, t, accumulate, b); break;
+            case 4: valid = csr_row_block<2, false, 2, ORDER, I>(job, o, c0, width, t, accumulate, b); break;
+            case 3: valid = csr_row_block<1, true, 2, ORDER, I>(job, o, c0, width, t, accumulate, b); break;
+            case 2: valid = csr_row_block<1, false, 4, ORDER, I>(job, o, c0, width, t, accumulate, b); break;
+            default: valid = csr_row_block<0, true, 4, ORDER, I>(job, o, c0, width, t, accumulate, b); break;
         }
         if (!valid) return false;
     }
@@ -536,11 +538,11 @@ inline __attribute__((always_inline)) void transform_rows(const CsrJob& job, con
 }
 
 // Rows [lo, hi); false at the first row whose entries break the CSR invariants (that row is left as it was).
-template <bool ORDER>
+template <bool ORDER, typename I>
 inline __attribute__((always_inline)) bool csr_rows_of(const CsrJob& job, int64_t lo, int64_t hi) {
     if (job.w == nullptr) {
         for (int64_t o = lo; o < hi; ++o)
-            if (!csr_row<ORDER>(job, o, job.out + o * job.c, job.accumulate, job.bias)) return false;
+            if (!csr_row<ORDER, I>(job, o, job.out + o * job.c, job.accumulate, job.bias)) return false;
         return true;
     }
     const int64_t blocks = (job.c_out + 15) / 16;
@@ -551,7 +553,7 @@ inline __attribute__((always_inline)) bool csr_rows_of(const CsrJob& job, int64_
     for (int64_t o0 = lo; o0 < hi; o0 += TRANSFORM_ROWS) {
         const int64_t count = std::min(TRANSFORM_ROWS, hi - o0);
         for (int64_t r = 0; r < count; ++r) {
-            if (!csr_row<ORDER>(job, o0 + r, sums[r], false, nullptr)) return false;
+            if (!csr_row<ORDER, I>(job, o0 + r, sums[r], false, nullptr)) return false;
             if (job.side != nullptr) std::memcpy(job.side + (o0 + r) * job.c, sums[r], job.c * sizeof(float));
         }
         transform_rows(job, sums, count, w.data(), blocks, job.out + o0 * job.c_out);
@@ -561,7 +563,9 @@ inline __attribute__((always_inline)) bool csr_rows_of(const CsrJob& job, int64_
 
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 bool csr_rows(const CsrJob& job, int64_t lo, int64_t hi) {
-    return job.order != nullptr ? csr_rows_of<true>(job, lo, hi) : csr_rows_of<false>(job, lo, hi);
+    if (job.index32)
+        return job.order != nullptr ? csr_rows_of<true, int32_t>(job, lo, hi) : csr_rows_of<false, int32_t>(job, lo, hi);
+    return job.order != nullptr ? csr_rows_of<true, int64_t>(job, lo, hi) : csr_rows_of<false, int64_t>(job, lo, hi);
 }
 
 void csr_part(const CsrJob& job, int64_t t) {
@@ -676,7 +680,7 @@ void column_sums(ColumnJob job, double* first, double* second, int64_t threads) 
 extern "C" {
 
 // Version of this interface; the Python side refuses a library built from other sources.
-int64_t irc_native_version() { return 14; }
+int64_t irc_native_version() { return 15; }
 
 // Hand over torch's OpenMP runtime: GOMP_parallel, omp_get_thread_num, omp_get_num_threads.
 void irc_use_openmp(void* parallel, void* thread_num, void* num_threads) {
@@ -797,23 +801,23 @@ void irc_column_grad_sums(const float* g, const float* x, int64_t n, int64_t c, 
     column_sums(ColumnJob{x, g, n, c, mean, inv_std, nullptr, 0, nullptr}, sum_g, sum_g_xhat, threads);
 }
 
-// out [n, c] (+)= A @ src for the CSR matrix A (crow [n + 1] from 0 to num_entries, col [num_entries], entry q's
+// out [n, c] (+)= A @ src for the CSR matrix A (crow [n + 1] from 0 to num_entries, col [num_entries] (col and order int32 if index32, else int64), entry q's
 // value values[order[q]], or values[q] without order) over the rows of src [num_src, c]; stored instead of added
 // unless `accumulate`, with bias [c] (optional, store mode) added. With w [c, c_out] (optional, c <= 64) out is
 // [n, c_out] = bias + (A @ src) @ w instead, and side [n, c] (optional) receives A @ src. Returns 0, or 1 if crow
 // does not rise from 0 to num_entries, values are fewer than the entries (without order), a column is outside
 // [0, num_src) or an order entry outside [0, num_values) (out is then partly written), or 2 if c is too wide for w.
-int64_t irc_csr_rows_add(float* out, int64_t n, int64_t c, const int64_t* crow, const int64_t* col,
-                         int64_t num_entries, const float* values, const int64_t* order, int64_t num_values,
+int64_t irc_csr_rows_add(float* out, int64_t n, int64_t c, const int64_t* crow, const void* col,
+                         int64_t num_entries, const float* values, const void* order, int64_t num_values,
                          const float* src, int64_t num_src, int64_t accumulate, const float* bias, const float* w,
-                         int64_t c_out, float* side, int64_t threads) {
+                         int64_t c_out, float* side, int64_t index32, int64_t threads) {
     if (crow[0] != 0 || crow[n] != num_entries || (order == nullptr && num_values < num_entries)) return 1;
     if (w != nullptr && (c > MAX_FUSED_CHANNELS || accumulate)) return 2;
     if ((w != nullptr ? c_out : c) == 0) return 0;
     threads = std::max<int64_t>(1, std::min<int64_t>(threads, num_entries * c / 65536 + 1));
     std::vector<char> valid(threads, 0);
     const CsrJob job{out, n, c, crow, col, num_entries, values, order, num_values, src, num_src, accumulate != 0,
-                     bias, w, c_out, side, threads, valid.data()};
+                     bias, w, c_out, side, threads, valid.data(), index32 != 0};
     return run_parts<CsrJob, csr_part>(job) ? 0 : 1;
 }
 
