@@ -1,5 +1,6 @@
 """gather_scatter: float64 gradcheck on every rulebook kind, parity with the per-offset reference loop
 (outputs and gradients, hypothesis), the fast paths (identity offset, numba scatter, CSR products), errors."""
+import importlib
 import pytest
 import torch
 from hypothesis import given, settings
@@ -274,3 +275,31 @@ def test_sparse_feats_with_int32_indices_give_the_same_result():
     narrow = torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(), csr.values(), csr.shape)
     weight = torch.randn(1, 9, 16, generator=gen)
     torch.testing.assert_close(gather_scatter(narrow, weight, rb), gather_scatter_reference(dense, weight, rb), **F32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sparse_feats_seen_again_give_the_same_weight_gradient_bits_and_new_values_are_not_stale(dtype):
+    # the second backward with the same unchanged values reads a copy in the transposed order (the first reads
+    # through the order): the same bits; values changed in place must not reuse that copy
+    engine = importlib.import_module("irregconv.engine.gather_scatter")
+    gen = torch.Generator().manual_seed(9)
+    rb = build_graph_rulebook(random_graph(40, 120, generator=gen), 40)
+    dense = torch.randn(40, 33, dtype=dtype, generator=gen) * (torch.rand(40, 33, generator=gen) < 0.1)
+    sparse = dense.to_sparse_csr()
+    weight = torch.randn(1, 33, 16, dtype=dtype, generator=gen)
+    grad = torch.randn(40, 16, dtype=dtype, generator=gen)
+
+    def weight_grad():
+        w = weight.clone().requires_grad_()
+        gather_scatter(sparse, w, rb).backward(grad)
+        return w.grad
+
+    grads = [weight_grad() for _ in range(3)]
+    assert torch.equal(grads[0], grads[1]) and torch.equal(grads[0], grads[2])
+    assert engine._TRANSPOSED_VALUES.get_or_build((sparse.values(), engine._sparse_pattern(sparse).value_order),
+                                                  None, list)[0] is not None
+    w = weight.clone().requires_grad_()
+    gather_scatter_reference(dense, w, rb).backward(grad)
+    torch.testing.assert_close(grads[0], w.grad, **(F64 if dtype == torch.float64 else F32))
+    sparse.values().mul_(2)  # in place: a new version, so the copy is not reused
+    torch.testing.assert_close(weight_grad(), 2 * grads[0], **(F64 if dtype == torch.float64 else F32))
