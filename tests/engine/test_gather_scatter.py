@@ -1,6 +1,7 @@
 """gather_scatter: float64 gradcheck on every rulebook kind, parity with the per-offset reference loop
 (outputs and gradients, hypothesis), the fast paths (identity offset, numba scatter, CSR products), errors."""
 import importlib
+
 import pytest
 import torch
 from hypothesis import given, settings
