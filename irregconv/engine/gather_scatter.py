@@ -172,13 +172,13 @@ def _transposed_values(values: Tensor, order: Tensor) -> Tuple[Tensor, Optional[
     the first time, then, when the same unchanged values come back (fixed features, trained without input dropout),
     a copy in that order, read in sequence (3% of a Cora training step; new values every step would only pay for
     the copy)."""
-    seen = _TRANSPOSED_VALUES.get_or_build((values, order), None, lambda: [])
-    if not seen:  # first sight
-        seen.append(None)
+    copy = _TRANSPOSED_VALUES.get_or_build((values, order), None, list)  # [] when these values are new
+    if not copy:  # first sight: remembered, read through the order
+        copy.append(None)
         return values, order
-    if seen[0] is None:
-        seen[0] = values[order]
-    return seen[0], None
+    if copy[0] is None:
+        copy[0] = values[order]
+    return copy[0], None
 
 
 def _transform_first(weight_k: Optional[Tensor], feats: Tensor) -> bool:
@@ -360,7 +360,7 @@ def _transform(feats: Tensor, weight_k: Optional[Tensor], keep: dict) -> Tensor:
 
 def _transform_weight_grad(feats: Tensor, grad_h: Tensor, weight_k: Tensor, kept: dict) -> Tensor:
     """Gradient of ``weight_k`` for ``h = _transform(feats, weight_k)`` given ``grad_h``: ``feats^T grad_h``."""
-    if feats.is_sparse_csr:  # the CSR product over the transposed pattern, values read in place
+    if feats.is_sparse_csr:  # the CSR product over the transposed pattern (see _transposed_values)
         pattern = _sparse_pattern(feats)
         values, order = _transposed_values(feats.values(), pattern.value_order)
         return _aggregate(pattern.transposed, 0, pattern.transposed.num_pairs, values, grad_h, order=order)
