@@ -135,7 +135,7 @@ def _fused_aggregate(rulebook: Rulebook, values: Optional[Tensor], src: Tensor, 
         values = torch.ones(rulebook.num_pairs, dtype=src.dtype, device=src.device)
     out = src.new_empty(rulebook.num_out, weight_k.size(1))
     crow, col = _csr(rulebook, 0, rulebook.num_pairs)
-    return native.csr_rows_matmul(out, crow, col, values.to(src.dtype),
+    return native.csr_rows_matmul(out, crow, col, values if values.dtype == src.dtype else values.to(src.dtype),
                                   src, weight_k, bias, order, side)
 
 
@@ -345,13 +345,13 @@ def _backward_pairs(feats: Tensor, weight: Optional[Tensor], pair_scale: Optiona
 def _transform(feats: Tensor, weight_k: Optional[Tensor], keep: dict) -> Tensor:
     """``feats @ weight_k`` (contiguous): for sparse CSR features a CSR product over their nonzeros; for dense
     features that are mostly zeros (bag-of-words) a product through their nonzeros whose CSR form goes to
-    ``keep["csr"]`` for the weight gradient; else a GEMM."""
+    ``keep["csr"]`` for the weight gradient (and a sparse pattern to ``keep["pattern"]``); else a GEMM."""
     if weight_k is None:
         return feats
     if feats.is_sparse_csr:
         out = feats.values().new_empty(feats.size(0), weight_k.size(1))
-        return csr_rows_add(out, feats.crow_indices(), _sparse_pattern(feats).col, feats.values(), weight_k,
-                            overwrite=True)
+        keep["pattern"] = pattern = _sparse_pattern(feats)
+        return csr_rows_add(out, feats.crow_indices(), pattern.col, feats.values(), weight_k, overwrite=True)
     if native.mostly_zero(feats, weight_k):
         out, keep["csr"] = native.nonzero_rows_matmul(feats, weight_k)
         return out
@@ -361,7 +361,7 @@ def _transform(feats: Tensor, weight_k: Optional[Tensor], keep: dict) -> Tensor:
 def _transform_weight_grad(feats: Tensor, grad_h: Tensor, weight_k: Tensor, kept: dict) -> Tensor:
     """Gradient of ``weight_k`` for ``h = _transform(feats, weight_k)`` given ``grad_h``: ``feats^T grad_h``."""
     if feats.is_sparse_csr:  # the CSR product over the transposed pattern (see _transposed_values)
-        pattern = _sparse_pattern(feats)
+        pattern = kept.get("pattern") or _sparse_pattern(feats)
         values, order = _transposed_values(feats.values(), pattern.value_order)
         return _aggregate(pattern.transposed, 0, pattern.transposed.num_pairs, values, grad_h, order=order)
     csr = kept.get("csr")  # the CSR form of feats, if the forward found feats mostly zero
@@ -494,51 +494,53 @@ def _check_sparse(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook) -
 
 def _check(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook, pair_scale: Optional[Tensor],
            bias: Optional[Tensor]) -> int:
+    """``C_out`` after checking every argument (each attribute read once: this runs on every layer call)."""
     if not isinstance(rulebook, Rulebook):
         raise TypeError(f"gather_scatter: rulebook must be an irregconv.rulebook.Rulebook, got {type(rulebook).__name__}")
     if not isinstance(feats, Tensor) or feats.dim() != 2:
         raise ValueError(f"gather_scatter: feats must be a [N_in, C_in] tensor, got "
                          f"{list(feats.shape) if isinstance(feats, Tensor) else type(feats).__name__}")
-    if not feats.dtype.is_floating_point:
-        raise TypeError(f"gather_scatter: feats must be floating point, got {feats.dtype}")
-    if feats.size(0) != rulebook.num_in:
-        raise ValueError(f"gather_scatter: feats has {feats.size(0)} rows but the rulebook expects "
+    dtype, device, (num_in, c_in) = feats.dtype, feats.device, feats.shape
+    if not dtype.is_floating_point:
+        raise TypeError(f"gather_scatter: feats must be floating point, got {dtype}")
+    if num_in != rulebook.num_in:
+        raise ValueError(f"gather_scatter: feats has {num_in} rows but the rulebook expects "
                          f"num_in = {rulebook.num_in}; pass the features of the sites the rulebook was built on")
-    if feats.device != rulebook.device:
-        raise ValueError(f"gather_scatter: feats is on {feats.device} but the rulebook on {rulebook.device}; "
+    if device != rulebook.device:
+        raise ValueError(f"gather_scatter: feats is on {device} but the rulebook on {rulebook.device}; "
                          f"move both to one device")
-    if not rulebook.injective and feats.device.type == "cpu" and feats.dtype in (torch.float16, torch.bfloat16):
-        raise TypeError(f"gather_scatter: {feats.dtype} features with a graph rulebook (many pairs per output row) "
-                        f"need torch's sparse CSR product, which has no {feats.dtype} kernel on the CPU; cast the "
+    if dtype in (torch.float16, torch.bfloat16) and not rulebook.injective and device.type == "cpu":
+        raise TypeError(f"gather_scatter: {dtype} features with a graph rulebook (many pairs per output row) "
+                        f"need torch's sparse CSR product, which has no {dtype} kernel on the CPU; cast the "
                         f"features and the layer to float32 (x.float(), module.float()) or run on CUDA")
-    c_in = feats.size(1)
     if weight is None:
         c_out = c_in
     else:
-        if weight.dim() not in (3, 4) or weight.size(0) != rulebook.kernel_volume:
+        shape = weight.shape
+        if len(shape) not in (3, 4) or shape[0] != rulebook.kernel_volume:
             raise ValueError(f"gather_scatter: weight must be [K, C_in, C_out] or [K, G, C_in/G, C_out/G] with "
-                             f"K = {rulebook.kernel_volume}, got {list(weight.shape)}")
-        groups = 1 if weight.dim() == 3 else weight.size(1)
-        if weight.size(-2) * groups != c_in:
-            raise ValueError(f"gather_scatter: weight {list(weight.shape)} expects C_in = {weight.size(-2) * groups} "
+                             f"K = {rulebook.kernel_volume}, got {list(shape)}")
+        groups = 1 if len(shape) == 3 else shape[1]
+        if shape[-2] * groups != c_in:
+            raise ValueError(f"gather_scatter: weight {list(shape)} expects C_in = {shape[-2] * groups} "
                              f"input channels, but feats has {c_in}")
-        if weight.dtype != feats.dtype or weight.device != feats.device:
+        if weight.dtype != dtype or weight.device != device:
             raise ValueError(f"gather_scatter: weight ({weight.dtype}, {weight.device}) must match feats "
-                             f"({feats.dtype}, {feats.device})")
-        c_out = weight.size(-1) * groups
+                             f"({dtype}, {device})")
+        c_out = shape[-1] * groups
     if pair_scale is not None:
         if pair_scale.shape != (rulebook.num_pairs,):
             raise ValueError(f"gather_scatter: pair_scale must have shape [P] = [{rulebook.num_pairs}], got "
                              f"{list(pair_scale.shape)}")
-        if pair_scale.device != feats.device:
-            raise ValueError(f"gather_scatter: pair_scale is on {pair_scale.device}, feats on {feats.device}")
+        if pair_scale.device != device:
+            raise ValueError(f"gather_scatter: pair_scale is on {pair_scale.device}, feats on {device}")
     if bias is not None:
         if not isinstance(bias, Tensor) or bias.shape != (c_out,):
             raise ValueError(f"gather_scatter: bias must have shape [C_out] = [{c_out}], got "
                              f"{list(bias.shape) if isinstance(bias, Tensor) else type(bias).__name__}")
-        if bias.dtype != feats.dtype or bias.device != feats.device:
+        if bias.dtype != dtype or bias.device != device:
             raise ValueError(f"gather_scatter: bias ({bias.dtype}, {bias.device}) must match feats "
-                             f"({feats.dtype}, {feats.device})")
+                             f"({dtype}, {device})")
     return c_out
 
 
