@@ -104,14 +104,11 @@ def disabled():
         _enabled = previous
 
 
-def _cpu_float32(*tensors: Tensor) -> bool:
-    """The kernels are loaded and enabled, and every tensor is float32 on the CPU."""
-    if not (AVAILABLE and _enabled):
-        return False
-    for t in tensors:  # a loop, not all(...): this runs several times per layer call
-        if t.dtype != torch.float32 or not t.is_cpu:
-            return False
-    return True
+def _cpu_float32(x: Tensor, other: Optional[Tensor] = None) -> bool:
+    """The kernels are loaded and enabled, and ``x`` (and ``other``) are float32 on the CPU (one expression: this
+    runs several times per layer call)."""
+    return (AVAILABLE and _enabled and x.dtype == torch.float32 and x.is_cpu
+            and (other is None or (other.dtype == torch.float32 and other.is_cpu)))
 
 
 def serves(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[Tensor], c_out: int) -> bool:
@@ -336,9 +333,11 @@ def _indices(index: Tensor) -> Tensor:
 def _column_indices(col: Tensor, order: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor], bool]:
     """``(col, order, index32)``: both int32 if both are given so (half the bytes the row kernel reads), else both
     int64; contiguous."""
-    if col.dtype == torch.int32 and (order is None or order.dtype == torch.int32):
-        return col.contiguous(), None if order is None else order.contiguous(), True
-    return _indices(col), None if order is None else _indices(order), False
+    if order is None:
+        return (col.contiguous(), None, True) if col.dtype == torch.int32 else (_indices(col), None, False)
+    if col.dtype == torch.int32 and order.dtype == torch.int32:
+        return col.contiguous(), order.contiguous(), True
+    return _indices(col), _indices(order), False
 
 
 def compact_indices(index: Tensor, bound: int) -> Tensor:
@@ -353,20 +352,21 @@ def _csr_call(owner: str, out: Tensor, crow: Tensor, col: Tensor, values: Tensor
               accumulate: bool, bias: Optional[Tensor], weight: Optional[Tensor], side: Optional[Tensor]) -> Tensor:
     crow, values, src = _indices(crow), values.contiguous(), contiguous_rows(src)
     col, order, index32 = _column_indices(col, order)
-    bias = None if bias is None else bias.contiguous()
-    (num_out, c_out), (num_src, c) = out.shape, src.shape
+    (num_out, c_out), (num_src, c), num_entries, num_values = out.shape, src.shape, col.numel(), values.numel()
     if crow.numel() != num_out + 1:
         raise ValueError(f"{owner}: crow must have {num_out + 1} entries (one per output row and one), "
                          f"got {crow.numel()}")
-    if bias is not None and bias.numel() != c_out:
-        raise ValueError(f"{owner}: bias must have {c_out} entries (one per output channel), got {bias.numel()}")
+    if bias is not None:
+        bias = bias.contiguous()
+        if bias.numel() != c_out:
+            raise ValueError(f"{owner}: bias must have {c_out} entries (one per output channel), got {bias.numel()}")
     if side is not None and (side.shape != (num_out, c) or not side.is_contiguous()):
         raise ValueError(f"{owner}: side must be a contiguous [{num_out}, {c}] tensor, got {list(side.shape)}")
-    num_entries, num_values = col.numel(), values.numel()
-    status = _LIBRARY.irc_csr_rows_add(out.data_ptr(), num_out, c, crow.data_ptr(), col.data_ptr(), num_entries,
-                                       values.data_ptr(), _address(order), num_values, src.data_ptr(), num_src,
-                                       int(accumulate), _address(bias), _address(weight), c_out, _address(side),
-                                       int(index32), torch.get_num_threads())
+    status = _LIBRARY.irc_csr_rows_add(
+        out.data_ptr(), num_out, c, crow.data_ptr(), col.data_ptr(), num_entries, values.data_ptr(),
+        None if order is None else order.data_ptr(), num_values, src.data_ptr(), num_src, int(accumulate),
+        None if bias is None else bias.data_ptr(), None if weight is None else weight.data_ptr(), c_out,
+        None if side is None else side.data_ptr(), int(index32), torch.get_num_threads())
     if status != 0:
         raise ValueError(f"{owner}: crow must rise from 0 to the {num_entries} entries, every entry needs a value "
                          f"({num_values} given), every column must be in [0, {num_src}) and every order "
