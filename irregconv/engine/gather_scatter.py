@@ -36,8 +36,8 @@ from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
+from .._autograd import differentiable_once
 from ..rulebook import Rulebook, build_graph_rulebook
 from ..rulebook.cache import IdentityCache
 from ..rulebook.rulebook import pointer_from_counts, rows_from_pointer
@@ -465,28 +465,18 @@ class _GatherScatter(torch.autograd.Function):
         return _forward_graph(feats, weight, pair_scale, bias, rulebook, c_out, ctx.kept)
 
     @staticmethod
+    @differentiable_once
     def backward(ctx, grad_out: Tensor):
-        if torch.is_grad_enabled():  # create_graph=True: the gradients themselves cannot be differentiated
-            return _backward_once_differentiable(ctx, grad_out)
-        return _backward(ctx, grad_out)
-
-
-def _backward(ctx, grad_out: Tensor):
-    """:class:`_GatherScatter`'s backward (autograd runs it with gradients off unless ``create_graph=True``; then
-    through :func:`once_differentiable`, whose no-grad block and output checks cost 10 us a call otherwise)."""
-    weight, pair_scale, *dense = ctx.saved_tensors
-    feats = ctx.sparse_feats if ctx.sparse_feats is not None else dense[0]
-    needs = tuple(ctx.needs_input_grad[:3])
-    grad_out = grad_out.contiguous()
-    if ctx.rulebook.injective:
-        grads = _backward_pairs(feats, weight, pair_scale, ctx.rulebook, grad_out, needs)
-    else:
-        grads = _backward_graph(feats, weight, pair_scale, ctx.rulebook, grad_out, needs, ctx.kept)
-    grad_bias = _bias_grad(grad_out) if ctx.has_bias and ctx.needs_input_grad[3] else None
-    return (*grads, grad_bias, None, None)
-
-
-_backward_once_differentiable = once_differentiable(_backward)
+        weight, pair_scale, *dense = ctx.saved_tensors
+        feats = ctx.sparse_feats if ctx.sparse_feats is not None else dense[0]
+        needs = tuple(ctx.needs_input_grad[:3])
+        grad_out = grad_out.contiguous()
+        if ctx.rulebook.injective:
+            grads = _backward_pairs(feats, weight, pair_scale, ctx.rulebook, grad_out, needs)
+        else:
+            grads = _backward_graph(feats, weight, pair_scale, ctx.rulebook, grad_out, needs, ctx.kept)
+        grad_bias = _bias_grad(grad_out) if ctx.has_bias and ctx.needs_input_grad[3] else None
+        return (*grads, grad_bias, None, None)
 
 
 def _check_sparse(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook) -> None:

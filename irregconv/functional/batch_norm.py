@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from .._autograd import differentiable_once
 from ..engine.backends import native
 
 
@@ -47,7 +48,7 @@ class _BatchStatsNorm(torch.autograd.Function):
         return out, mean, var
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @differentiable_once
     def backward(ctx, grad: Tensor, _grad_mean, _grad_var):
         if ctx.native:
             return _native_backward(ctx, grad.contiguous())
