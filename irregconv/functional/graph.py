@@ -80,32 +80,37 @@ def unpack_graph_inputs(x, edge_index, edge_weight: Optional[Tensor], owner: str
             raise ValueError(f"{owner}: got a PyG Data object and an edge_index; pass one or the other")
         x, edge_index, data_weight = from_pyg_data(x)
         edge_weight = data_weight if edge_weight is None else edge_weight
-    if is_sparse(edge_index):
+    if not isinstance(edge_index, Tensor):
+        raise TypeError(f"{owner}: edge_index must be a [2, E] int64 tensor or a torch sparse adjacency, got "
+                        f"{_describe(edge_index)}")
+    if edge_index.layout in SPARSE_LAYOUTS:
         if edge_weight is not None:
             raise ValueError(f"{owner}: edge_weight was given with a sparse adjacency; the adjacency's values "
                              f"are the edge weights, so pass one or the other")
         edge_index, edge_weight = adjacency_to_edge_index(edge_index, owner)
-    elif not isinstance(edge_index, Tensor):
-        raise TypeError(f"{owner}: edge_index must be a [2, E] int64 tensor or a torch sparse adjacency, got "
-                        f"{_describe(edge_index)}")
-    # shape, dtype and devices are checked here, before self-loops or degrees touch the edges
+    # shape, dtype and devices are checked here, before self-loops or degrees touch the edges (each attribute read
+    # once: this runs on every layer call)
+    shape, device = edge_index.shape, edge_index.device
     if edge_index.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"{owner}: edge_index must be int64 (or int32), got {edge_index.dtype}")
-    if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"{owner}: edge_index must have shape [2, E] (row 0 source, row 1 target), got "
-                         f"{list(edge_index.shape)}")
+    if len(shape) != 2 or shape[0] != 2:
+        raise ValueError(f"{owner}: edge_index must have shape [2, E] (row 0 source, row 1 target), got {list(shape)}")
     if edge_weight is not None:
         if not isinstance(edge_weight, Tensor):
             raise TypeError(f"{owner}: edge_weight must be a tensor [E], got {_describe(edge_weight)}")
-        if edge_weight.dim() != 1 or edge_weight.numel() != edge_index.size(1):
-            raise ValueError(f"{owner}: edge_weight must have shape [E] = [{edge_index.size(1)}], got "
-                             f"{list(edge_weight.shape)}")
-    named = [("x", f) for f in (x if isinstance(x, (tuple, list)) else (x,))] + [("edge_weight", edge_weight)]
-    for name, tensor in named:
-        if isinstance(tensor, Tensor) and tensor.device != edge_index.device:
-            raise ValueError(f"{owner}: {name} is on {tensor.device} but edge_index on {edge_index.device}; "
-                             f"put them on one device (e.g. edge_index.to({str(tensor.device)!r}))")
+        if edge_weight.shape != shape[1:]:
+            raise ValueError(f"{owner}: edge_weight must have shape [E] = [{shape[1]}], got {list(edge_weight.shape)}")
+        _check_device(owner, "edge_weight", edge_weight, device)
+    for features in x if isinstance(x, (tuple, list)) else (x,):
+        if isinstance(features, Tensor):
+            _check_device(owner, "x", features, device)
     return x, edge_index, edge_weight
+
+
+def _check_device(owner: str, name: str, tensor: Tensor, device: torch.device) -> None:
+    if tensor.device != device:
+        raise ValueError(f"{owner}: {name} is on {tensor.device} but edge_index on {device}; "
+                         f"put them on one device (e.g. edge_index.to({str(tensor.device)!r}))")
 
 
 def _describe(obj) -> str:

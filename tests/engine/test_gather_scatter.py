@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from irregconv.engine import gather_scatter, gather_scatter_reference
+from irregconv.engine.backends import native
 from irregconv.rulebook import KernelRegion, build_graph_rulebook, build_subm_rulebook
 from irregconv.testing import DEVICES, RULEBOOK_KINDS, assert_parity, random_coords, random_graph, random_rulebook
 
@@ -304,3 +305,31 @@ def test_sparse_feats_seen_again_give_the_same_weight_gradient_bits_and_new_valu
     torch.testing.assert_close(grads[0], w.grad, **(F64 if dtype == torch.float64 else F32))
     sparse.values().mul_(2)  # in place: a new version, so the copy is not reused
     torch.testing.assert_close(weight_grad(), 2 * grads[0], **(F64 if dtype == torch.float64 else F32))
+
+
+@pytest.mark.parametrize("features", ["sparse", "dense"])
+def test_native_graph_path_gives_the_general_paths_bits(features):
+    # the prepared native path (one-offset graph, float32 CPU, scales without gradient) runs the general path's
+    # kernels on operands prepared once: the same bits for outputs and gradients, on the first call and later ones
+    engine = importlib.import_module("irregconv.engine.gather_scatter")
+    gen = torch.Generator().manual_seed(10)
+    rb = build_graph_rulebook(random_graph(60, 240, generator=gen), 60)
+    dense = torch.randn(60, 40, generator=gen) * (torch.rand(60, 40, generator=gen) < 0.1)
+    feats = dense.to_sparse_csr() if features == "sparse" else dense[:, :16].contiguous()
+    weight = torch.randn(1, feats.size(1), 7, generator=gen)
+    bias, scale = torch.randn(7, generator=gen), torch.rand(rb.num_pairs, generator=gen)
+    grad = torch.randn(60, 7, generator=gen)
+
+    def run(scale_grad: bool):
+        leaves = [weight.clone().requires_grad_(), bias.clone().requires_grad_()]
+        x = feats if features == "sparse" else feats.clone().requires_grad_()
+        out = gather_scatter(x, leaves[0], rb, scale.clone().requires_grad_(scale_grad), leaves[1])
+        out.backward(grad)
+        return [out] + [t.grad for t in leaves] + ([] if features == "sparse" else [x.grad])
+
+    if native.AVAILABLE:
+        assert engine._native_graph(feats, weight, scale, rb)
+        assert not engine._native_graph(feats, weight, scale.clone().requires_grad_(), rb)
+    general = run(scale_grad=True)
+    for _ in range(3):
+        assert all(torch.equal(a, b) for a, b in zip(run(scale_grad=False), general))

@@ -104,7 +104,7 @@ def disabled():
         _enabled = previous
 
 
-def _cpu_float32(x: Tensor, other: Optional[Tensor] = None) -> bool:
+def cpu_float32(x: Tensor, other: Optional[Tensor] = None) -> bool:
     """The kernels are loaded and enabled, and ``x`` (and ``other``) are float32 on the CPU (one expression: this
     runs several times per layer call)."""
     return (AVAILABLE and _enabled and x.dtype == torch.float32 and x.is_cpu
@@ -115,13 +115,13 @@ def serves(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[Tensor]
     """Whether the convolution kernels handle this call: CPU float32, an ungrouped weight ``[K, C_in, C_out]``
     with ``C_out`` a multiple of 16 (``c_out``: the channels of the rows the call writes), no per-pair scale."""
     return (weight is not None and pair_scale is None and weight.dim() == 3 and c_out % 16 == 0
-            and _cpu_float32(feats, weight))
+            and cpu_float32(feats, weight))
 
 
 def serves_rows(x: Tensor) -> bool:
     """Whether the row kernels (column statistics, CSR row sums) handle rows ``x``: a float32 ``[N, C]`` CPU
     tensor."""
-    return x.dim() == 2 and _cpu_float32(x)
+    return x.dim() == 2 and cpu_float32(x)
 
 
 def _pairs(in_idx: Tensor, out_idx: Tensor, offset_ptr: Tensor, num_k: int, owner: str):
@@ -203,7 +203,7 @@ def mostly_zero(x: Tensor, weight: Tensor) -> bool:
     64 evenly spaced rows nonzero (bag-of-words features: 1.3% on Cora). The sample decides, so the same
     ``x`` always takes the same path."""
     if not (x.dim() == 2 and weight.dim() == 2 and weight.size(1) % 16 == 0 and 1 << 16 <= x.numel() <= MAX_ENTRIES
-            and _cpu_float32(x, weight)):
+            and cpu_float32(x, weight)):
         return False
     sample = x[::max(1, x.size(0) // SAMPLE_ROWS)][:SAMPLE_ROWS]
     return int(torch.count_nonzero(sample)) <= MAX_DENSITY * sample.numel()
@@ -274,7 +274,7 @@ def serves_outer(x: Tensor, g: Tensor) -> bool:
     """Whether :func:`rows_outer` computes the weight gradient ``x^T g``: float32 CPU rows with at most
     ``MAX_OUTER`` columns (Cora's second layer, 16 x 7: 18 us against 23 us for torch's matmul)."""
     return (x.dim() == 2 and g.dim() == 2 and x.size(1) <= MAX_OUTER[0] and g.size(1) <= MAX_OUTER[1]
-            and _cpu_float32(x, g))
+            and cpu_float32(x, g))
 
 
 def rows_outer(x: Optional[Tensor], g: Tensor, sums: bool = False) -> Tuple[Optional[Tensor], Optional[Tensor]]:
@@ -301,7 +301,7 @@ def contiguous_rows(x: Tensor) -> Tensor:
     transpose (torch's strided copy is several times slower)."""
     if x.is_contiguous():
         return x
-    if _is_transposed(x) and _cpu_float32(x):
+    if _is_transposed(x) and cpu_float32(x):
         out = x.new_empty(x.shape)
         _LIBRARY.irc_transpose(x.data_ptr(), x.size(1), x.size(0), out.data_ptr())
         return out
@@ -311,7 +311,7 @@ def contiguous_rows(x: Tensor) -> Tensor:
 def copy_rows_(out: Tensor, x: Tensor) -> Tensor:
     """``out.copy_(x)``, through the native transpose when ``out`` is a transposed view (the gradient of a
     layer's ``weight.t()``, written in the weight's own layout) and ``x`` a contiguous float32 CPU matrix."""
-    if _is_transposed(out) and x.is_contiguous() and _cpu_float32(out, x) and out.shape == x.shape:
+    if _is_transposed(out) and x.is_contiguous() and cpu_float32(out, x) and out.shape == x.shape:
         _LIBRARY.irc_transpose(x.data_ptr(), x.size(0), x.size(1), out.data_ptr())
         return out
     return out.copy_(x)
@@ -371,6 +371,42 @@ def _csr_call(owner: str, out: Tensor, crow: Tensor, col: Tensor, values: Tensor
         raise ValueError(f"{owner}: crow must rise from 0 to the {num_entries} entries, every entry needs a value "
                          f"({num_values} given), every column must be in [0, {num_src}) and every order "
                          f"entry in [0, {num_values})")
+    return out
+
+
+class CsrOperand:
+    """A CSR matrix's index arrays prepared once for the row kernels: ``crow`` int64, ``col`` (and ``order``, the
+    position of each entry's value) int32 where they fit, contiguous, kept alive here with their addresses, so
+    :func:`csr_rows_prepared` passes them without converting or checking them again (the kernel still checks
+    every entry against the rows and values it is given)."""
+
+    __slots__ = ("tensors", "num_rows", "num_entries", "crow", "col", "order", "index32")
+
+    def __init__(self, crow: Tensor, col: Tensor, order: Optional[Tensor] = None):
+        crow = _indices(crow)
+        col, order, index32 = _column_indices(col, order)
+        self.tensors = (crow, col, order)
+        self.num_rows, self.num_entries, self.index32 = crow.numel() - 1, col.numel(), int(index32)
+        self.crow, self.col = crow.data_ptr(), col.data_ptr()
+        self.order = None if order is None else order.data_ptr()
+
+
+def csr_rows_prepared(operand: CsrOperand, out: Tensor, values: Tensor, src: Tensor, bias: Optional[Tensor] = None,
+                      weight: Optional[Tensor] = None, side: Optional[Tensor] = None) -> Tensor:
+    """The store mode of :func:`csr_rows_add` (``weight`` None) or :func:`csr_rows_matmul` for a prepared
+    ``operand`` and arguments the caller has checked (the engine's graph path, whose arguments
+    ``gather_scatter`` checked): contiguous float32 CPU ``out [operand.num_rows, C_out]``, ``values``, ``src``,
+    ``weight [C, C_out]`` (``C <= 64``), ``bias [C_out]`` and ``side [operand.num_rows, C]``."""
+    num_values, (num_src, c) = values.numel(), src.shape
+    status = _LIBRARY.irc_csr_rows_add(
+        out.data_ptr(), operand.num_rows, c, operand.crow, operand.col, operand.num_entries, values.data_ptr(),
+        operand.order, num_values, src.data_ptr(), num_src, 0, None if bias is None else bias.data_ptr(),
+        None if weight is None else weight.data_ptr(), out.size(1), None if side is None else side.data_ptr(),
+        operand.index32, torch.get_num_threads())
+    if status != 0:
+        raise ValueError(f"csr_rows_prepared: crow must rise from 0 to the {operand.num_entries} entries, every entry "
+                         f"needs a value ({num_values} given), every column must be in [0, {num_src}) and every "
+                         f"order entry in [0, {num_values})")
     return out
 
 
