@@ -509,7 +509,7 @@ def _backward_native_graph(ctx, feats: Tensor, weight: Tensor, pair_scale: Tenso
         grad_h = grad_out.new_empty(feats.size(0), w.size(1)) if need_weight else None
         grad_feats = native.csr_rows_prepared(adjoint, grad_out.new_empty(feats.shape), scale, grad_out, None,
                                               native.contiguous_rows(w.t()), grad_h)
-    else:
+    elif need_weight:
         grad_h = native.csr_rows_prepared(adjoint, grad_out.new_empty(feats.size(0), w.size(1)), scale, grad_out)
     if need_weight:  # in the weight's own layout (a layer's weight.t(): autograd then copies nothing)
         grad_weight = torch.empty_like(weight)
