@@ -461,13 +461,14 @@ def _native_graph(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[
     sparse CSR, or dense and narrow enough for the one-pass kernel both ways. It runs the kernels the general path
     would, on operands prepared once per graph and checked once by ``gather_scatter``: a small graph layer's step
     then spends its time in the kernels, not in dispatching them (Cora: 0.15 of a 0.87 ms step was Python)."""
-    if (rulebook.kernel_volume != 1 or weight is None or weight.dim() != 3 or pair_scale is None
-            or pair_scale.requires_grad or not native.cpu_float32(weight, pair_scale)):
+    if weight is None or pair_scale is None or weight.dim() != 3 or weight.size(0) != 1 or pair_scale.requires_grad:
+        return False
+    if not native.cpu_float32(weight, pair_scale):
         return False
     if feats.is_sparse_csr:
         return native.cpu_float32(feats)
-    return native.serves_rows(feats) and _one_pass(weight.size(1), weight.size(2)) and _one_pass(weight.size(2),
-                                                                                                  weight.size(1))
+    _, c_in, c_out = weight.shape
+    return _one_pass(c_in, c_out) and _one_pass(c_out, c_in) and native.serves_rows(feats)
 
 
 def _native_operands(rulebook: Rulebook) -> Tuple[native.CsrOperand, native.CsrOperand]:

@@ -341,7 +341,7 @@ def propagate(x: Tensor, rulebook: Rulebook, pair_scale: Optional[Tensor] = None
     if reduce == "mean":
         pair_scale = mean_scale(rulebook, pair_scale, weight.dtype if weight is not None else x.dtype)
     linear = reduce in ("sum", "add", "mean")
-    if is_sparse(x):  # else the engine multiplies x through its nonzeros
+    if x.layout != torch.strided:  # sparse; else the engine multiplies x through its nonzeros
         if weight is None or not linear:
             x = x.to_dense()
         elif x.requires_grad:
@@ -351,7 +351,7 @@ def propagate(x: Tensor, rulebook: Rulebook, pair_scale: Optional[Tensor] = None
         if weight is not None:
             x, weight = x @ weight, None
         x = x.movedim(-2, 0).reshape(x.size(-2), -1)
-    if pair_scale is not None:
+    if pair_scale is not None and pair_scale.dtype != x.dtype:
         pair_scale = pair_scale.to(x.dtype)
     if linear:
         out = gather_scatter(x, None if weight is None else weight.unsqueeze(0), rulebook, pair_scale,

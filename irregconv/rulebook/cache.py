@@ -63,8 +63,8 @@ class IdentityCache:
         self.builds = 0
 
     def get_or_build(self, tensors: Sequence[Optional[Tensor]], extra: Hashable, build: Callable[[], T]) -> T:
-        key = (extra,) + tuple(None if t is None else (t.data_ptr(), t.dtype, t.device, tuple(t.shape), t.stride(),
-                                                        t._version) for t in tensors)
+        key = (extra, *[None if t is None else (t.data_ptr(), t.dtype, t.device, t.shape, t.stride(), t._version)
+                        for t in tensors])
         if key != self._key:
             self._value = build()
             self._key, self._tensors = key, tuple(tensors)
