@@ -142,12 +142,6 @@ def _fused_aggregate(rulebook: Rulebook, values: Optional[Tensor], src: Tensor, 
                                   src, weight_k, bias, order, side)
 
 
-#: the transposed pattern of the last sparse features seen (one entry: it keeps at most one pattern alive)
-_SPARSE_PATTERNS = IdentityCache()
-#: the last sparse feature values seen, with their copy in the order of their transposed pattern (one entry)
-_TRANSPOSED_VALUES = IdentityCache()
-
-
 class _SparsePattern(NamedTuple):
     """What the engine keeps of sparse CSR features ``x [N, C]`` while their pattern is unchanged."""
     #: ``x``'s column indices, int32 where they fit (the product through its nonzeros reads them)
@@ -162,32 +156,52 @@ class _SparsePattern(NamedTuple):
     adjoint_in_order: native.CsrOperand
 
 
-def _sparse_pattern(x: Tensor) -> _SparsePattern:
-    """The :class:`_SparsePattern` of sparse CSR features ``x``, reused while the pattern is unchanged."""
-    def build():
-        rows = rows_from_pointer(x.crow_indices())
-        transposed = build_graph_rulebook(torch.stack([rows, x.col_indices()]), x.size(0), x.size(1))
-        col = native.compact_indices(x.col_indices(), x.size(1))
-        value_order = native.compact_indices(transposed.pair_ids, col.numel())
-        transposed_csr = _csr(transposed, 0, transposed.num_pairs)
-        return _SparsePattern(col, transposed, value_order, native.CsrOperand(x.crow_indices(), col),
-                              native.CsrOperand(*transposed_csr, value_order), native.CsrOperand(*transposed_csr))
+class _SparseFeatures:
+    """What the engine keeps of the last sparse CSR features seen (one entry: at most one pattern alive).
 
-    return _SPARSE_PATTERNS.get_or_build((x.crow_indices(), x.col_indices()), tuple(x.shape), build)
+    Their :class:`_SparsePattern` is shared by every tensor with the same index tensors (dropout over the nonzeros
+    makes new tensors on the same indices). A tensor seen again unchanged is recognised by itself and its version
+    counter (one for its indices and values) before its index tensors are looked at, and once a forward has seen it
+    twice its values are kept in the transposed order too, so the weight gradient reads them in sequence (3% of a
+    Cora training step); new values, as every step of dropout makes, are read through the order instead.
+    """
+
+    def __init__(self):
+        self.patterns = IdentityCache()
+        self._x = self._version = self._pattern = self._values = None
+        self._forwards = 0
+
+    def pattern(self, x: Tensor, forward: bool = False) -> _SparsePattern:
+        """The pattern of ``x``, built when its index tensors are new; ``forward``: a forward pass is reading it."""
+        if not (x is self._x and x._version == self._version):
+            self._pattern = self.patterns.get_or_build((x.crow_indices(), x.col_indices()), tuple(x.shape),
+                                                       lambda: _build_sparse_pattern(x))
+            self._x, self._version, self._values, self._forwards = x, x._version, None, 0
+        self._forwards += forward
+        return self._pattern
+
+    def transposed_values(self, x: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+        """``(values, order)`` reading ``x``'s values in its transposed pattern's order: through the order until a
+        second forward has seen the same unchanged ``x``, then a copy in that order (``order`` None)."""
+        pattern = self.pattern(x)
+        if self._forwards < 2:
+            return x.values(), pattern.value_order
+        if self._values is None:
+            self._values = x.values()[pattern.value_order]
+        return self._values, None
 
 
-def _transposed_values(values: Tensor, order: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
-    """``(values, order)`` to read sparse features' values in their transposed order: ``values`` through ``order``
-    the first time, then, when the same unchanged values come back (fixed features, trained without input dropout),
-    a copy in that order, read in sequence (3% of a Cora training step; new values every step would only pay for
-    the copy)."""
-    copy = _TRANSPOSED_VALUES.get_or_build((values, order), None, list)  # [] when these values are new
-    if not copy:  # first sight: remembered, read through the order
-        copy.append(None)
-        return values, order
-    if copy[0] is None:
-        copy[0] = values[order]
-    return copy[0], None
+def _build_sparse_pattern(x: Tensor) -> _SparsePattern:
+    rows = rows_from_pointer(x.crow_indices())
+    transposed = build_graph_rulebook(torch.stack([rows, x.col_indices()]), x.size(0), x.size(1))
+    col = native.compact_indices(x.col_indices(), x.size(1))
+    value_order = native.compact_indices(transposed.pair_ids, col.numel())
+    transposed_csr = _csr(transposed, 0, transposed.num_pairs)
+    return _SparsePattern(col, transposed, value_order, native.CsrOperand(x.crow_indices(), col),
+                          native.CsrOperand(*transposed_csr, value_order), native.CsrOperand(*transposed_csr))
+
+
+_SPARSE_FEATURES = _SparseFeatures()
 
 
 def _transform_first(weight_k: Optional[Tensor], feats: Tensor) -> bool:
@@ -354,12 +368,12 @@ def _backward_pairs(feats: Tensor, weight: Optional[Tensor], pair_scale: Optiona
 def _transform(feats: Tensor, weight_k: Optional[Tensor], keep: dict) -> Tensor:
     """``feats @ weight_k`` (contiguous): for sparse CSR features a CSR product over their nonzeros; for dense
     features that are mostly zeros (bag-of-words) a product through their nonzeros whose CSR form goes to
-    ``keep["csr"]`` for the weight gradient (and a sparse pattern to ``keep["pattern"]``); else a GEMM."""
+    ``keep["csr"]`` for the weight gradient; else a GEMM."""
     if weight_k is None:
         return feats
     if feats.is_sparse_csr:
         out = feats.values().new_empty(feats.size(0), weight_k.size(1))
-        keep["pattern"] = pattern = _sparse_pattern(feats)
+        pattern = _SPARSE_FEATURES.pattern(feats, forward=True)
         return csr_rows_add(out, feats.crow_indices(), pattern.col, feats.values(), weight_k, overwrite=True)
     if native.mostly_zero(feats, weight_k):
         out, keep["csr"] = native.nonzero_rows_matmul(feats, weight_k)
@@ -369,10 +383,10 @@ def _transform(feats: Tensor, weight_k: Optional[Tensor], keep: dict) -> Tensor:
 
 def _transform_weight_grad(feats: Tensor, grad_h: Tensor, weight_k: Tensor, kept: dict) -> Tensor:
     """Gradient of ``weight_k`` for ``h = _transform(feats, weight_k)`` given ``grad_h``: ``feats^T grad_h``."""
-    if feats.is_sparse_csr:  # the CSR product over the transposed pattern (see _transposed_values)
-        pattern = kept.get("pattern") or _sparse_pattern(feats)
-        values, order = _transposed_values(feats.values(), pattern.value_order)
-        return _aggregate(pattern.transposed, 0, pattern.transposed.num_pairs, values, grad_h, order=order)
+    if feats.is_sparse_csr:  # the CSR product over the transposed pattern (see _SparseFeatures)
+        transposed = _SPARSE_FEATURES.pattern(feats).transposed
+        values, order = _SPARSE_FEATURES.transposed_values(feats)
+        return _aggregate(transposed, 0, transposed.num_pairs, values, grad_h, order=order)
     csr = kept.get("csr")  # the CSR form of feats, if the forward found feats mostly zero
     if csr is not None:
         return native.csr_weight_grad(csr, feats.size(1), grad_h)
@@ -492,7 +506,7 @@ def _forward_native_graph(ctx, feats: Tensor, weight: Tensor, pair_scale: Tensor
     w, scale = native.contiguous_rows(weight[0]), pair_scale.contiguous()
     bias = None if bias is None else bias.contiguous()
     if feats.is_sparse_csr:
-        ctx.pattern = pattern = _sparse_pattern(feats)
+        pattern = _SPARSE_FEATURES.pattern(feats, forward=True)
         values = feats.values().contiguous()
         h = native.csr_rows_prepared(pattern.forward, values.new_empty(feats.size(0), w.size(1)), values, w)
         return native.csr_rows_prepared(forward, h.new_empty(rulebook.num_out, w.size(1)), scale, h, bias)
@@ -514,9 +528,9 @@ def _backward_native_graph(ctx, feats: Tensor, weight: Tensor, pair_scale: Tenso
         grad_h = native.csr_rows_prepared(adjoint, grad_out.new_empty(feats.size(0), w.size(1)), scale, grad_out)
     if need_weight:  # in the weight's own layout (a layer's weight.t(): autograd then copies nothing)
         grad_weight = torch.empty_like(weight)
-        if feats.is_sparse_csr:  # feats^T grad_h over the transposed pattern (see _transposed_values)
-            pattern = ctx.pattern
-            values, order = _transposed_values(feats.values(), pattern.value_order)
+        if feats.is_sparse_csr:  # feats^T grad_h over the transposed pattern (see _SparseFeatures)
+            pattern = _SPARSE_FEATURES.pattern(feats)
+            values, order = _SPARSE_FEATURES.transposed_values(feats)
             operand = pattern.adjoint if order is not None else pattern.adjoint_in_order
             product = native.csr_rows_prepared(operand, grad_h.new_empty(w.shape), values, grad_h)
         else:

@@ -279,12 +279,12 @@ def test_sparse_features_reuse_their_transposed_pattern_across_dropout():
     x, edge_index, _ = _graph(dtype=torch.float32)
     x = (x * (torch.rand_like(x) < 0.3)).to_sparse_csr()
     conv = GCNConv(5, 4)
-    builds = engine._SPARSE_PATTERNS.builds
+    builds = engine._SPARSE_FEATURES.patterns.builds
     for _ in range(3):  # dropout keeps the pattern: the weight gradient's transposed pattern is built once
         conv(sparse_dropout(x, 0.5, True), edge_index).sum().backward()
-    assert engine._SPARSE_PATTERNS.builds == builds + 1
+    assert engine._SPARSE_FEATURES.patterns.builds == builds + 1
     conv(x.to_dense().to_sparse_csr(), edge_index).sum().backward()  # new index tensors: a new pattern
-    assert engine._SPARSE_PATTERNS.builds == builds + 2
+    assert engine._SPARSE_FEATURES.patterns.builds == builds + 2
 
 
 def test_repr():
