@@ -474,7 +474,7 @@ def _native_graph(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[
     weight, scales that need no gradient, float32 CPU throughout with the kernels loaded, and features that are
     sparse CSR, or dense and narrow enough for the one-pass kernel both ways. It runs the kernels the general path
     would, on operands prepared once per graph and checked once by ``gather_scatter``: a small graph layer's step
-    then spends its time in the kernels, not in dispatching them (Cora: 0.15 of a 0.87 ms step was Python)."""
+    then spends its time in the kernels, not in dispatching them (6% of a Cora training step)."""
     if weight is None or pair_scale is None or weight.dim() != 3 or weight.size(0) != 1 or pair_scale.requires_grad:
         return False
     if not native.cpu_float32(weight, pair_scale):
@@ -498,7 +498,7 @@ def _native_operands(rulebook: Rulebook) -> Tuple[native.CsrOperand, native.CsrO
     return operands
 
 
-def _forward_native_graph(ctx, feats: Tensor, weight: Tensor, pair_scale: Tensor, bias: Optional[Tensor],
+def _forward_native_graph(feats: Tensor, weight: Tensor, pair_scale: Tensor, bias: Optional[Tensor],
                           rulebook: Rulebook) -> Tensor:
     """``bias + A (feats @ W)``: sparse features multiplied through their nonzeros, then aggregated; dense ones
     aggregated and transformed in one pass (see :func:`_native_graph`)."""
@@ -513,11 +513,11 @@ def _forward_native_graph(ctx, feats: Tensor, weight: Tensor, pair_scale: Tensor
     return native.csr_rows_prepared(forward, feats.new_empty(rulebook.num_out, w.size(1)), scale, feats, bias, w)
 
 
-def _backward_native_graph(ctx, feats: Tensor, weight: Tensor, pair_scale: Tensor, grad_out: Tensor,
+def _backward_native_graph(feats: Tensor, weight: Tensor, pair_scale: Tensor, rulebook: Rulebook, grad_out: Tensor,
                            needs: Tuple[bool, bool, bool]):
     """Gradients of :func:`_forward_native_graph` for ``feats`` and ``weight`` (``pair_scale`` needs none)."""
     need_feats, need_weight, _ = needs
-    _, adjoint = _native_operands(ctx.rulebook)
+    _, adjoint = _native_operands(rulebook)
     w, scale = weight[0], pair_scale.contiguous()
     grad_feats = grad_weight = None
     if need_feats:  # dense: (A^T grad_out) w^T in one pass, A^T grad_out kept for w's gradient
@@ -556,7 +556,7 @@ class _GatherScatter(torch.autograd.Function):
             return out if bias is None else out.add_(bias)
         ctx.native_graph = _native_graph(feats, weight, pair_scale, rulebook)
         if ctx.native_graph:
-            return _forward_native_graph(ctx, feats, weight, pair_scale, bias, rulebook)
+            return _forward_native_graph(feats, weight, pair_scale, bias, rulebook)
         ctx.kept = {}
         return _forward_graph(feats, weight, pair_scale, bias, rulebook, c_out, ctx.kept)
 
@@ -570,7 +570,7 @@ class _GatherScatter(torch.autograd.Function):
         if ctx.rulebook.injective:
             grads = _backward_pairs(feats, weight, pair_scale, ctx.rulebook, grad_out, needs)
         elif ctx.native_graph:
-            grads = _backward_native_graph(ctx, feats, weight, pair_scale, grad_out, needs)
+            grads = _backward_native_graph(feats, weight, pair_scale, ctx.rulebook, grad_out, needs)
         else:
             grads = _backward_graph(feats, weight, pair_scale, ctx.rulebook, grad_out, needs, ctx.kept)
         grad_bias = _bias_grad(grad_out) if ctx.has_bias and ctx.needs_input_grad[3] else None
