@@ -23,7 +23,10 @@ rulebooks. The kernel for an offset is chosen from the rulebook, never by the ca
 * sparse features (a torch sparse ``feats``, bag-of-words node features) are multiplied by the weight
   through their nonzeros with the same CSR kernel, and their weight gradient is the CSR product over
   their transposed pattern (kept while the pattern is unchanged); dense features that are mostly zeros
-  are transformed, and their weight gradient taken, through their nonzeros (native kernel).
+  are transformed, and their weight gradient taken, through their nonzeros (native kernel);
+* a one-offset graph call on float32 CPU rows with scales that need no gradient runs those kernels on CSR
+  operands prepared once per graph (int32 indices), without the per-call dispatch of the general path:
+  the same bits, less Python per layer call.
 
 An optional ``bias`` is added to every output row in the same autograd node (stored with the sums by the
 CSR kernel). Every path sums in a fixed order, so the result has the same bits on every run and for any
