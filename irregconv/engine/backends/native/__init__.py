@@ -348,32 +348,6 @@ def compact_indices(index: Tensor, bound: int) -> Tensor:
     return index
 
 
-def _csr_call(owner: str, out: Tensor, crow: Tensor, col: Tensor, values: Tensor, src: Tensor, order: Optional[Tensor],
-              accumulate: bool, bias: Optional[Tensor], weight: Optional[Tensor], side: Optional[Tensor]) -> Tensor:
-    crow, values, src = _indices(crow), values.contiguous(), contiguous_rows(src)
-    col, order, index32 = _column_indices(col, order)
-    (num_out, c_out), (num_src, c), num_entries, num_values = out.shape, src.shape, col.numel(), values.numel()
-    if crow.numel() != num_out + 1:
-        raise ValueError(f"{owner}: crow must have {num_out + 1} entries (one per output row and one), "
-                         f"got {crow.numel()}")
-    if bias is not None:
-        bias = bias.contiguous()
-        if bias.numel() != c_out:
-            raise ValueError(f"{owner}: bias must have {c_out} entries (one per output channel), got {bias.numel()}")
-    if side is not None and (side.shape != (num_out, c) or not side.is_contiguous()):
-        raise ValueError(f"{owner}: side must be a contiguous [{num_out}, {c}] tensor, got {list(side.shape)}")
-    status = _LIBRARY.irc_csr_rows_add(
-        out.data_ptr(), num_out, c, crow.data_ptr(), col.data_ptr(), num_entries, values.data_ptr(),
-        None if order is None else order.data_ptr(), num_values, src.data_ptr(), num_src, int(accumulate),
-        None if bias is None else bias.data_ptr(), None if weight is None else weight.data_ptr(), c_out,
-        None if side is None else side.data_ptr(), int(index32), torch.get_num_threads())
-    if status != 0:
-        raise ValueError(f"{owner}: crow must rise from 0 to the {num_entries} entries, every entry needs a value "
-                         f"({num_values} given), every column must be in [0, {num_src}) and every order "
-                         f"entry in [0, {num_values})")
-    return out
-
-
 class CsrOperand:
     """A CSR matrix's index arrays prepared once for the row kernels: ``crow`` int64, ``col`` (and ``order``, the
     position of each entry's value) int32 where they fit, contiguous, kept alive here with their addresses, so
@@ -391,23 +365,47 @@ class CsrOperand:
         self.order = None if order is None else order.data_ptr()
 
 
+def _run_csr(owner: str, operand: CsrOperand, out: Tensor, values: Tensor, src: Tensor, accumulate: bool,
+             bias: Optional[Tensor], weight: Optional[Tensor], side: Optional[Tensor]) -> Tensor:
+    """The row kernel on checked arguments (see :func:`csr_rows_prepared`)."""
+    num_values, (num_src, c) = values.numel(), src.shape
+    status = _LIBRARY.irc_csr_rows_add(
+        out.data_ptr(), operand.num_rows, c, operand.crow, operand.col, operand.num_entries, values.data_ptr(),
+        operand.order, num_values, src.data_ptr(), num_src, int(accumulate), None if bias is None else bias.data_ptr(),
+        None if weight is None else weight.data_ptr(), out.size(1), None if side is None else side.data_ptr(),
+        operand.index32, torch.get_num_threads())
+    if status != 0:
+        raise ValueError(f"{owner}: crow must rise from 0 to the {operand.num_entries} entries, every entry needs a "
+                         f"value ({num_values} given), every column must be in [0, {num_src}) and every order "
+                         f"entry in [0, {num_values})")
+    return out
+
+
 def csr_rows_prepared(operand: CsrOperand, out: Tensor, values: Tensor, src: Tensor, bias: Optional[Tensor] = None,
                       weight: Optional[Tensor] = None, side: Optional[Tensor] = None) -> Tensor:
     """The store mode of :func:`csr_rows_add` (``weight`` None) or :func:`csr_rows_matmul` for a prepared
     ``operand`` and arguments the caller has checked (the engine's graph path, whose arguments
     ``gather_scatter`` checked): contiguous float32 CPU ``out [operand.num_rows, C_out]``, ``values``, ``src``,
     ``weight [C, C_out]`` (``C <= 64``), ``bias [C_out]`` and ``side [operand.num_rows, C]``."""
-    num_values, (num_src, c) = values.numel(), src.shape
-    status = _LIBRARY.irc_csr_rows_add(
-        out.data_ptr(), operand.num_rows, c, operand.crow, operand.col, operand.num_entries, values.data_ptr(),
-        operand.order, num_values, src.data_ptr(), num_src, 0, None if bias is None else bias.data_ptr(),
-        None if weight is None else weight.data_ptr(), out.size(1), None if side is None else side.data_ptr(),
-        operand.index32, torch.get_num_threads())
-    if status != 0:
-        raise ValueError(f"csr_rows_prepared: crow must rise from 0 to the {operand.num_entries} entries, every entry "
-                         f"needs a value ({num_values} given), every column must be in [0, {num_src}) and every "
-                         f"order entry in [0, {num_values})")
-    return out
+    return _run_csr("csr_rows_prepared", operand, out, values, src, False, bias, weight, side)
+
+
+def _csr_call(owner: str, out: Tensor, crow: Tensor, col: Tensor, values: Tensor, src: Tensor, order: Optional[Tensor],
+              accumulate: bool, bias: Optional[Tensor], weight: Optional[Tensor], side: Optional[Tensor]) -> Tensor:
+    """The row kernel after checking what it would otherwise read or write out of bounds."""
+    operand, values, src = CsrOperand(crow, col, order), values.contiguous(), contiguous_rows(src)
+    num_out, c_out = out.shape
+    if operand.num_rows != num_out:
+        raise ValueError(f"{owner}: crow must have {num_out + 1} entries (one per output row and one), "
+                         f"got {operand.num_rows + 1}")
+    if bias is not None:
+        bias = bias.contiguous()
+        if bias.numel() != c_out:
+            raise ValueError(f"{owner}: bias must have {c_out} entries (one per output channel), got {bias.numel()}")
+    if side is not None and (side.shape != (num_out, src.size(1)) or not side.is_contiguous()):
+        raise ValueError(f"{owner}: side must be a contiguous [{num_out}, {src.size(1)}] tensor, got "
+                         f"{list(side.shape)}")
+    return _run_csr(owner, operand, out, values, src, accumulate, bias, weight, side)
 
 
 def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Tensor, src: Tensor, order: Optional[Tensor] = None,
