@@ -259,6 +259,27 @@ def test_csr_rows_add_matches_the_sparse_product_with_the_same_bits_per_thread_c
 
 
 @needs_native
+def test_csr_rows_add_splits_skewed_rows_by_their_entries_without_missing_one():
+    # hub rows first (a power-law graph, or the transposed bag-of-words matrix): the threads' row ranges are cut by
+    # entries, not by row count; every row must still be written once, with the one-thread bits
+    gen = torch.Generator().manual_seed(5)
+    counts = (3000 / torch.arange(1, 401).float()).long()
+    crow = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+    col = torch.randint(0, 300, (int(crow[-1]),), generator=gen)
+    values, src = torch.randn(col.numel(), generator=gen), torch.randn(300, 32, generator=gen)
+    expected = torch.sparse_csr_tensor(crow, col, values, (400, 300)) @ src
+
+    def run():
+        return native.csr_rows_add(torch.full((400, 32), float("nan")), crow, col, values, src, accumulate=False)
+
+    with threads(1):
+        first = run()
+    torch.testing.assert_close(first, expected, rtol=1e-5, atol=1e-4)
+    with threads(2):
+        assert torch.equal(run(), first)
+
+
+@needs_native
 @pytest.mark.parametrize("channels", [7, 16])
 @pytest.mark.parametrize("index_dtype", [torch.int64, torch.int32, "mixed"])
 def test_csr_rows_add_reads_values_through_an_order(channels, index_dtype):

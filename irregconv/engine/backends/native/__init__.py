@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ....rulebook.rulebook import pointer_from_counts
 
-_VERSION = 15
+_VERSION = 16
 
 
 def _share_torch_openmp(library: ctypes.CDLL) -> None:

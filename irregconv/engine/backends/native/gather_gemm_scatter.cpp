@@ -402,7 +402,7 @@ struct CsrJob {
     float* out; int64_t n; int64_t c; const int64_t* crow; const void* col; int64_t num_entries;
     const float* values; const void* order; int64_t num_values; const float* src; int64_t num_src;
     bool accumulate; const float* bias; const float* w; int64_t c_out; float* side; int64_t parts; char* valid;
-    bool index32;
+    bool index32; const int64_t* bounds;
 };
 
 constexpr int64_t MAX_FUSED_CHANNELS = 64;
@@ -569,7 +569,30 @@ bool csr_rows(const CsrJob& job, int64_t lo, int64_t hi) {
 }
 
 void csr_part(const CsrJob& job, int64_t t) {
-    job.valid[t] = csr_rows(job, job.n * t / job.parts, job.n * (t + 1) / job.parts);
+    job.valid[t] = csr_rows(job, job.bounds[t], job.bounds[t + 1]);
+}
+
+// Row bounds [parts + 1] of equal shares of the work, counted as a row's entries plus ROW_COST (its store): rows
+// of very different lengths (the transposed bag-of-words matrix: a common word's row holds a hundred times a
+// rare one's entries) would leave one thread idle under a cut by row count. The cut never changes a row's sum.
+// Nondecreasing and within [0, n] even for a crow that is not (its rows are then rejected where they are read).
+constexpr int64_t ROW_COST = 4;
+
+std::vector<int64_t> balanced_rows(const int64_t* crow, int64_t n, int64_t parts) {
+    std::vector<int64_t> bounds(parts + 1, n);
+    bounds[0] = 0;
+    const int64_t total = crow[n] + ROW_COST * n;
+    for (int64_t t = 1; t < parts; ++t) {  // the first row whose cost before it reaches t / parts of the total
+        const int64_t share = total * t / parts;
+        int64_t lo = bounds[t - 1], hi = n;
+        while (lo < hi) {
+            const int64_t mid = lo + (hi - lo) / 2;
+            if (crow[mid] + ROW_COST * mid < share) lo = mid + 1;
+            else hi = mid;
+        }
+        bounds[t] = lo;
+    }
+    return bounds;
 }
 
 // ---- tall-skinny products over rows: out [a, b] = x^T g for x [n, a], g [n, b] (a layer's weight gradient from
@@ -680,7 +703,7 @@ void column_sums(ColumnJob job, double* first, double* second, int64_t threads) 
 extern "C" {
 
 // Version of this interface; the Python side refuses a library built from other sources.
-int64_t irc_native_version() { return 15; }
+int64_t irc_native_version() { return 16; }
 
 // Hand over torch's OpenMP runtime: GOMP_parallel, omp_get_thread_num, omp_get_num_threads.
 void irc_use_openmp(void* parallel, void* thread_num, void* num_threads) {
@@ -816,8 +839,9 @@ int64_t irc_csr_rows_add(float* out, int64_t n, int64_t c, const int64_t* crow, 
     if ((w != nullptr ? c_out : c) == 0) return 0;
     threads = std::max<int64_t>(1, std::min<int64_t>(threads, num_entries * c / 65536 + 1));
     std::vector<char> valid(threads, 0);
+    const std::vector<int64_t> bounds = balanced_rows(crow, n, threads);
     const CsrJob job{out, n, c, crow, col, num_entries, values, order, num_values, src, num_src, accumulate != 0,
-                     bias, w, c_out, side, threads, valid.data(), index32 != 0};
+                     bias, w, c_out, side, threads, valid.data(), index32 != 0, bounds.data()};
     return run_parts<CsrJob, csr_part>(job) ? 0 : 1;
 }
 
