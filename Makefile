@@ -8,7 +8,7 @@ export IRREGCONV_DATA
 
 .PHONY: demo test install bench clean
 
-$(VENV)/.installed: pyproject.toml setup.py Makefile irregconv/engine/backends/native/gather_gemm_scatter.cpp
+$(VENV)/.installed: pyproject.toml setup.py Makefile $(wildcard irregconv/engine/backends/native/*.cpp irregconv/engine/backends/native/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"

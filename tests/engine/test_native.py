@@ -227,6 +227,18 @@ def test_mostly_zero_features_take_the_nonzero_path_through_the_engine_with_the_
             assert all(torch.equal(a, b) for a, b in zip(run(), first))
 
 
+@needs_native
+def test_bindings_refuse_a_wrong_argument_list_instead_of_calling_the_kernel():
+    library = native._LIBRARY
+    assert library.version() == native._VERSION
+    with pytest.raises(TypeError, match=r"transpose takes 4 arguments \(3 given\)"):
+        library.transpose(0, 1, 1)
+    with pytest.raises(TypeError):  # an address must be an int (or None where the buffer is optional)
+        library.transpose("0", 1, 1, 0)
+    src, dst = torch.arange(6.0).reshape(2, 3), torch.empty(3, 2)
+    assert library.transpose(src.data_ptr(), 2, 3, dst.data_ptr()) is None and torch.equal(dst, src.t())
+
+
 def test_environment_switch_turns_the_kernels_off():
     code = "import irregconv.engine.backends.native as n; print(n.AVAILABLE)"
     result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "IRREGCONV_NATIVE": "0"},

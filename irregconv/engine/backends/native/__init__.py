@@ -1,20 +1,23 @@
-"""The engine's native CPU kernels (``gather_gemm_scatter.cpp``), loaded with ctypes: the fused gather-GEMM-scatter
-of a convolution and its weight gradient, CSR row sums for graphs (optionally with a bias, or multiplied by a
-small layer's weight in the same pass), products through the nonzeros of mostly-zero dense rows, batch-norm
-column statistics, weight transposes.
+"""The engine's native CPU kernels (``gather_gemm_scatter.cpp``, called through the CPython bindings of
+``python_module.cpp``): the fused gather-GEMM-scatter of a convolution and its weight gradient, CSR row sums for
+graphs (optionally with a bias, or multiplied by a small layer's weight in the same pass), products through the
+nonzeros of mostly-zero dense rows, batch-norm column statistics, weight transposes.
 
-``setup.py`` compiles them at install time (a plain C++ library: no Python or torch headers, seconds with any
-``g++``); where the library is missing (no compiler at install, another platform) :data:`AVAILABLE` is False
-and the engine keeps its numba/torch paths (same results to rounding, slower). ``IRREGCONV_NATIVE=0`` turns
-the kernels off for a process, :func:`disabled` for a block of code.
+``setup.py`` compiles them at install time (one extension module, no torch headers, seconds with any ``g++``);
+where it is missing (no compiler at install, another platform) :data:`AVAILABLE` is False and the engine keeps
+its numba/torch paths (same results to rounding, slower). ``IRREGCONV_NATIVE=0`` turns the kernels off for a
+process, :func:`disabled` for a block of code. The kernels take addresses and sizes (``tensor.data_ptr()``, None
+for an optional buffer); the functions here check the tensors first.
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import os
 import warnings
 from pathlib import Path
+from types import ModuleType
 from typing import Optional, Tuple
 
 import torch
@@ -22,12 +25,12 @@ from torch import Tensor
 
 from ....rulebook.rulebook import pointer_from_counts
 
-_VERSION = 16
+_VERSION = 17
 
 
-def _share_torch_openmp(library: ctypes.CDLL) -> None:
-    """Give the kernel torch's OpenMP runtime (the libgomp torch loaded, found in the process's maps), so
-    its threads are torch's pool; otherwise it starts std::threads of its own."""
+def _share_torch_openmp(library: ModuleType) -> None:
+    """Give the kernels torch's OpenMP runtime (the libgomp torch loaded, found in the process's maps), so
+    their threads are torch's pool; otherwise they start std::threads of their own."""
     try:
         with open("/proc/self/maps") as maps:
             paths = {line.split()[-1] for line in maps if "gomp" in line and "/torch/" in line}
@@ -40,50 +43,27 @@ def _share_torch_openmp(library: ctypes.CDLL) -> None:
                             for name in ("GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads")]
         except (OSError, AttributeError):
             continue
-        library.irc_use_openmp.argtypes = [ctypes.c_void_p] * 3
-        library.irc_use_openmp(*entry_points)
+        library.use_openmp(*entry_points)
         return
 
 
-def _load() -> Optional[ctypes.CDLL]:
+def _load() -> Optional[ModuleType]:
     if os.environ.get("IRREGCONV_NATIVE", "1") == "0":
         return None
-    candidates = sorted(Path(__file__).parent.glob("_gather_gemm_scatter*.so"))
-    if not candidates:
-        return None
-    library = ctypes.CDLL(str(candidates[0]))
-    library.irc_native_version.restype = ctypes.c_int64
-    if library.irc_native_version() != _VERSION:
-        warnings.warn(f"irregconv: {candidates[0].name} was built from other sources than this irregconv; running "
+    try:
+        library = importlib.import_module(__name__ + "._gather_gemm_scatter")
+        stale = library.version() != _VERSION
+    except ImportError:
+        built = sorted(Path(__file__).parent.glob("_gather_gemm_scatter*"))
+        if not built:  # not compiled at install: the numba/torch paths serve
+            return None
+        library, stale = built[0], True
+    if stale:
+        name = getattr(library, "__file__", library)
+        warnings.warn(f"irregconv: {Path(name).name} was built from other sources than this irregconv; running "
                       f"without the native kernels (slower). Rebuild it: pip install -e . (or make install)")
         return None
     _share_torch_openmp(library)
-    pointer, integer = ctypes.c_void_p, ctypes.c_int64
-    library.irc_conv_accumulate.restype = integer
-    library.irc_conv_accumulate.argtypes = [pointer, integer, integer, pointer, integer, pointer, pointer, pointer,
-                                            integer, integer, pointer, integer, integer]
-    library.irc_nonzero_rows_matmul.restype = integer
-    library.irc_nonzero_rows_matmul.argtypes = [pointer, integer, integer, pointer, integer, pointer, pointer,
-                                                pointer, pointer, integer]
-    library.irc_column_moments.restype = None
-    library.irc_column_moments.argtypes = [pointer, integer, integer, pointer, pointer, pointer, integer]
-    library.irc_column_grad_sums.restype = None
-    library.irc_column_grad_sums.argtypes = [pointer, pointer, integer, integer, pointer, pointer, pointer, pointer,
-                                             integer]
-    library.irc_csr_rows_add.restype = integer
-    library.irc_csr_rows_add.argtypes = [pointer, integer, integer, pointer, pointer, integer, pointer, pointer,
-                                         integer, pointer, integer, integer, pointer, pointer, integer, pointer,
-                                         integer, integer]
-    library.irc_csr_weight_grad.restype = None
-    library.irc_csr_weight_grad.argtypes = [pointer, pointer, pointer, integer, integer, pointer, integer, pointer,
-                                            integer]
-    library.irc_conv_weight_grad.restype = integer
-    library.irc_conv_weight_grad.argtypes = [pointer, integer, integer, pointer, integer, integer, pointer, pointer,
-                                             pointer, integer, integer, pointer, integer]
-    library.irc_rows_outer.restype = None
-    library.irc_rows_outer.argtypes = [pointer, integer, pointer, integer, integer, pointer, pointer, integer]
-    library.irc_transpose.restype = None
-    library.irc_transpose.argtypes = [pointer, integer, integer, pointer]
     return library
 
 
@@ -158,7 +138,7 @@ def conv_accumulate(out: Tensor, feats: Tensor, weight: Tensor, in_idx: Tensor, 
     """
     feats, weight = feats.contiguous(), weight.contiguous()
     in_idx, out_idx, offset_ptr = _pairs(in_idx, out_idx, offset_ptr, weight.size(0), "conv_accumulate")
-    status = _LIBRARY.irc_conv_accumulate(feats.data_ptr(), feats.size(1), feats.size(0), weight.data_ptr(),
+    status = _LIBRARY.conv_accumulate(feats.data_ptr(), feats.size(1), feats.size(0), weight.data_ptr(),
                                           weight.size(2), in_idx.data_ptr(), out_idx.data_ptr(), offset_ptr.data_ptr(),
                                           weight.size(0), -1 if skip is None else skip, out.data_ptr(), out.size(0),
                                           torch.get_num_threads())
@@ -180,7 +160,7 @@ def conv_weight_grad(grad_weight: Tensor, feats: Tensor, grad_out: Tensor, in_id
     """
     feats, grad_out = feats.contiguous(), grad_out.contiguous()
     in_idx, out_idx, offset_ptr = _pairs(in_idx, out_idx, offset_ptr, grad_weight.size(0), "conv_weight_grad")
-    status = _LIBRARY.irc_conv_weight_grad(feats.data_ptr(), feats.size(1), feats.size(0), grad_out.data_ptr(),
+    status = _LIBRARY.conv_weight_grad(feats.data_ptr(), feats.size(1), feats.size(0), grad_out.data_ptr(),
                                            grad_out.size(1), grad_out.size(0), in_idx.data_ptr(), out_idx.data_ptr(),
                                            offset_ptr.data_ptr(), grad_weight.size(0), -1 if skip is None else skip,
                                            grad_weight.data_ptr(), torch.get_num_threads())
@@ -223,7 +203,7 @@ def nonzero_rows_matmul(x: Tensor, weight: Tensor) -> Tuple[Tensor, Tuple[Tensor
     # each thread appends its rows' nonzeros from (its first row) * C_in on: untouched capacity costs no memory
     cols, vals = torch.empty(n * c_in, dtype=torch.int32), x.new_empty(n * c_in)
     row_nnz = torch.empty(n, dtype=torch.long)
-    parts = _LIBRARY.irc_nonzero_rows_matmul(x.data_ptr(), n, c_in, weight.data_ptr(), weight.size(1), out.data_ptr(),
+    parts = _LIBRARY.nonzero_rows_matmul(x.data_ptr(), n, c_in, weight.data_ptr(), weight.size(1), out.data_ptr(),
                                              cols.data_ptr(), vals.data_ptr(), row_nnz.data_ptr(),
                                              torch.get_num_threads())
     crow = pointer_from_counts(row_nnz)
@@ -240,7 +220,7 @@ def csr_weight_grad(csr: Tuple[Tensor, Tensor, Tensor], num_columns: int, grad: 
     crow, cols, vals = csr
     grad = grad.contiguous()
     out = grad.new_empty(num_columns, grad.size(1))
-    _LIBRARY.irc_csr_weight_grad(crow.data_ptr(), cols.data_ptr(), vals.data_ptr(), crow.numel() - 1, num_columns,
+    _LIBRARY.csr_weight_grad(crow.data_ptr(), cols.data_ptr(), vals.data_ptr(), crow.numel() - 1, num_columns,
                                  grad.data_ptr(), grad.size(1), out.data_ptr(), torch.get_num_threads())
     return out
 
@@ -250,7 +230,7 @@ def column_moments(x: Tensor) -> Tuple[Tensor, Tensor]:
     about the mean), each summed in fixed blocks of rows: the same bits for any thread count."""
     x = x.contiguous()
     sums, mean, squares = (torch.empty(x.size(1), dtype=torch.float64) for _ in range(3))
-    _LIBRARY.irc_column_moments(x.data_ptr(), x.size(0), x.size(1), sums.data_ptr(), mean.data_ptr(),
+    _LIBRARY.column_moments(x.data_ptr(), x.size(0), x.size(1), sums.data_ptr(), mean.data_ptr(),
                                 squares.data_ptr(), torch.get_num_threads())
     return mean, squares / max(x.size(0), 1)
 
@@ -261,7 +241,7 @@ def column_grad_sums(grad: Tensor, x: Tensor, mean: Tensor, inv_std: Tensor) -> 
     grad, x = grad.contiguous(), x.contiguous()
     mean, inv_std = mean.contiguous(), inv_std.contiguous()
     sum_g, sum_g_xhat = (torch.empty(x.size(1), dtype=torch.float64) for _ in range(2))
-    _LIBRARY.irc_column_grad_sums(grad.data_ptr(), x.data_ptr(), x.size(0), x.size(1), mean.data_ptr(),
+    _LIBRARY.column_grad_sums(grad.data_ptr(), x.data_ptr(), x.size(0), x.size(1), mean.data_ptr(),
                                   inv_std.data_ptr(), sum_g.data_ptr(), sum_g_xhat.data_ptr(), torch.get_num_threads())
     return sum_g, sum_g_xhat
 
@@ -286,7 +266,7 @@ def rows_outer(x: Optional[Tensor], g: Tensor, sums: bool = False) -> Tuple[Opti
     a = 0 if x is None else x.size(1)
     out = g.new_empty(a, g.size(1)) if x is not None else None
     column_sums = g.new_empty(g.size(1)) if sums else None
-    _LIBRARY.irc_rows_outer(_address(x), a, g.data_ptr(), g.size(1), g.size(0), _address(out), _address(column_sums),
+    _LIBRARY.rows_outer(_address(x), a, g.data_ptr(), g.size(1), g.size(0), _address(out), _address(column_sums),
                             torch.get_num_threads())
     return out, column_sums
 
@@ -303,7 +283,7 @@ def contiguous_rows(x: Tensor) -> Tensor:
         return x
     if _is_transposed(x) and cpu_float32(x):
         out = x.new_empty(x.shape)
-        _LIBRARY.irc_transpose(x.data_ptr(), x.size(1), x.size(0), out.data_ptr())
+        _LIBRARY.transpose(x.data_ptr(), x.size(1), x.size(0), out.data_ptr())
         return out
     return x.contiguous()
 
@@ -312,7 +292,7 @@ def copy_rows_(out: Tensor, x: Tensor) -> Tensor:
     """``out.copy_(x)``, through the native transpose when ``out`` is a transposed view (the gradient of a
     layer's ``weight.t()``, written in the weight's own layout) and ``x`` a contiguous float32 CPU matrix."""
     if _is_transposed(out) and x.is_contiguous() and cpu_float32(out, x) and out.shape == x.shape:
-        _LIBRARY.irc_transpose(x.data_ptr(), x.size(0), x.size(1), out.data_ptr())
+        _LIBRARY.transpose(x.data_ptr(), x.size(0), x.size(1), out.data_ptr())
         return out
     return out.copy_(x)
 
@@ -369,7 +349,7 @@ def _run_csr(owner: str, operand: CsrOperand, out: Tensor, values: Tensor, src: 
              bias: Optional[Tensor], weight: Optional[Tensor], side: Optional[Tensor]) -> Tensor:
     """The row kernel on checked arguments (see :func:`csr_rows_prepared`)."""
     num_values, (num_src, c) = values.numel(), src.shape
-    status = _LIBRARY.irc_csr_rows_add(
+    status = _LIBRARY.csr_rows_add(
         out.data_ptr(), operand.num_rows, c, operand.crow, operand.col, operand.num_entries, values.data_ptr(),
         operand.order, num_values, src.data_ptr(), num_src, int(accumulate), None if bias is None else bias.data_ptr(),
         None if weight is None else weight.data_ptr(), out.size(1), None if side is None else side.data_ptr(),

@@ -1,4 +1,5 @@
-// The engine's native CPU kernels (float32), loaded with ctypes by irregconv/engine/backends/native:
+// The engine's native CPU kernels (float32), called through the CPython bindings of python_module.cpp (C interface:
+// kernels.h) by irregconv/engine/backends/native:
 //   * irc_conv_accumulate / irc_conv_weight_grad: fused gather -> GEMM -> scatter over an injective rulebook
 //     (convolution) and its weight gradient;
 //   * irc_csr_rows_add: CSR row sums (graph aggregation);
@@ -29,6 +30,8 @@
 //
 // Measured on a 41k-voxel KITTI scan, 3x3x3 submanifold, 2 threads: 2.4 ms at C = 32 and 6.3 ms at C = 64
 // against 5.0 and 12.8 ms for the three passes (gather into a buffer, one GEMM per offset, scatter).
+#include "kernels.h"
+
 #include <immintrin.h>
 
 #include <algorithm>
@@ -703,7 +706,7 @@ void column_sums(ColumnJob job, double* first, double* second, int64_t threads) 
 extern "C" {
 
 // Version of this interface; the Python side refuses a library built from other sources.
-int64_t irc_native_version() { return 16; }
+int64_t irc_native_version() { return 17; }
 
 // Hand over torch's OpenMP runtime: GOMP_parallel, omp_get_thread_num, omp_get_num_threads.
 void irc_use_openmp(void* parallel, void* thread_num, void* num_threads) {
