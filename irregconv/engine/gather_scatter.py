@@ -530,15 +530,25 @@ def _backward_native_graph(feats: Tensor, weight: Tensor, pair_scale: Tensor, ru
     elif need_weight:
         grad_h = native.csr_rows_prepared(adjoint, grad_out.new_empty(feats.size(0), w.size(1)), scale, grad_out)
     if need_weight:  # in the weight's own layout (a layer's weight.t(): autograd then copies nothing)
-        grad_weight = torch.empty_like(weight)
+        transposed = native.is_transposed(w)
         if feats.is_sparse_csr:  # feats^T grad_h over the transposed pattern (see _SparseFeatures)
             pattern = _SPARSE_FEATURES.pattern(feats)
             values, order = _SPARSE_FEATURES.transposed_values(feats)
             operand = pattern.adjoint if order is not None else pattern.adjoint_in_order
-            product = native.csr_rows_prepared(operand, grad_h.new_empty(w.shape), values, grad_h)
+            if transposed and w.size(1) <= native.MAX_FUSED_CHANNELS:  # the kernel stores the sums as columns
+                grad_w = native.csr_rows_prepared(operand, grad_h.new_empty(w.size(1), w.size(0)), values, grad_h,
+                                                  transposed=True).t()
+            else:
+                grad_w = native.csr_rows_prepared(operand, grad_h.new_empty(w.shape), values, grad_h)
+        elif transposed and native.serves_outer(feats, grad_h) and native.serves_outer(grad_h, feats):
+            grad_w = native.rows_outer(grad_h, feats)[0].t()  # (grad_h^T feats)^T: the same products, same order
         else:
-            product = _weight_grad(feats, grad_h, w)
-        native.copy_rows_(grad_weight[0], product)
+            grad_w = _weight_grad(feats, grad_h, w)
+        if grad_w.stride() == w.stride():
+            grad_weight = grad_w.unsqueeze(0)
+        else:
+            grad_weight = torch.empty_like(weight)
+            native.copy_rows_(grad_weight[0], grad_w)
     return grad_feats, grad_weight, None
 
 

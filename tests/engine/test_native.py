@@ -292,6 +292,27 @@ def test_csr_rows_add_splits_skewed_rows_by_their_entries_without_missing_one():
 
 
 @needs_native
+@pytest.mark.parametrize("channels", [1, 7, 16, 64])
+def test_csr_rows_prepared_stores_the_sums_transposed(channels):
+    # the weight gradient of a layer's weight.t() written in the weight's own layout, by threads cutting the rows
+    gen = torch.Generator().manual_seed(channels)
+    csr = ((torch.rand(1100, 90, generator=gen) < 0.2) * torch.randn(1100, 90, generator=gen)).to_sparse_csr()
+    operand = native.CsrOperand(csr.crow_indices(), csr.col_indices())
+    src, bias = torch.randn(90, channels, generator=gen), torch.randn(channels, generator=gen)
+    rows = native.csr_rows_prepared(operand, torch.empty(1100, channels), csr.values(), src, bias)
+    for count in (1, 2):
+        with threads(count):
+            columns = native.csr_rows_prepared(operand, torch.full((channels, 1100), float("nan")), csr.values(), src,
+                                               bias, transposed=True)
+        assert torch.equal(columns.t(), rows)
+    with pytest.raises(ValueError, match="stored transposed only up to 64 channels"):
+        native.csr_rows_prepared(operand, torch.empty(65, 1100), csr.values(), torch.randn(90, 65), transposed=True)
+    with pytest.raises(ValueError, match="not both at once"):
+        native.csr_rows_prepared(operand, torch.empty(3, 1100), csr.values(), src, weight=torch.randn(channels, 3),
+                                 transposed=True)
+
+
+@needs_native
 @pytest.mark.parametrize("channels", [7, 16])
 @pytest.mark.parametrize("index_dtype", [torch.int64, torch.int32, "mixed"])
 def test_csr_rows_add_reads_values_through_an_order(channels, index_dtype):
@@ -429,3 +450,5 @@ def test_rows_outer_gives_weight_and_bias_gradients_with_the_same_bits_per_threa
     with threads(2):
         outer2, sums2 = native.rows_outer(x, g, sums=True)
     assert torch.equal(outer2, outer) and torch.equal(sums2, sums)
+    # swapped operands sum the same products in the same order: a transposed layer weight's gradient needs no copy
+    assert torch.equal(native.rows_outer(g, x)[0].t(), outer)

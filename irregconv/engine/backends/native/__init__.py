@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ....rulebook.rulebook import pointer_from_counts
 
-_VERSION = 17
+_VERSION = 18
 
 
 def _share_torch_openmp(library: ModuleType) -> None:
@@ -271,7 +271,7 @@ def rows_outer(x: Optional[Tensor], g: Tensor, sums: bool = False) -> Tuple[Opti
     return out, column_sums
 
 
-def _is_transposed(x: Tensor) -> bool:
+def is_transposed(x: Tensor) -> bool:
     """``x`` is a 2-D view of a contiguous matrix's transpose (``w.t()``)."""
     return x.dim() == 2 and x.size(0) > 1 and x.size(1) > 1 and x.stride() == (1, x.size(0))
 
@@ -281,7 +281,7 @@ def contiguous_rows(x: Tensor) -> Tensor:
     transpose (torch's strided copy is several times slower)."""
     if x.is_contiguous():
         return x
-    if _is_transposed(x) and cpu_float32(x):
+    if is_transposed(x) and cpu_float32(x):
         out = x.new_empty(x.shape)
         _LIBRARY.transpose(x.data_ptr(), x.size(1), x.size(0), out.data_ptr())
         return out
@@ -291,7 +291,7 @@ def contiguous_rows(x: Tensor) -> Tensor:
 def copy_rows_(out: Tensor, x: Tensor) -> Tensor:
     """``out.copy_(x)``, through the native transpose when ``out`` is a transposed view (the gradient of a
     layer's ``weight.t()``, written in the weight's own layout) and ``x`` a contiguous float32 CPU matrix."""
-    if _is_transposed(out) and x.is_contiguous() and cpu_float32(out, x) and out.shape == x.shape:
+    if is_transposed(out) and x.is_contiguous() and cpu_float32(out, x) and out.shape == x.shape:
         _LIBRARY.transpose(x.data_ptr(), x.size(0), x.size(1), out.data_ptr())
         return out
     return out.copy_(x)
@@ -346,14 +346,17 @@ class CsrOperand:
 
 
 def _run_csr(owner: str, operand: CsrOperand, out: Tensor, values: Tensor, src: Tensor, accumulate: bool,
-             bias: Optional[Tensor], weight: Optional[Tensor], side: Optional[Tensor]) -> Tensor:
+             bias: Optional[Tensor], weight: Optional[Tensor], side: Optional[Tensor], transposed: bool = False) -> Tensor:
     """The row kernel on checked arguments (see :func:`csr_rows_prepared`)."""
     num_values, (num_src, c) = values.numel(), src.shape
     status = _LIBRARY.csr_rows_add(
         out.data_ptr(), operand.num_rows, c, operand.crow, operand.col, operand.num_entries, values.data_ptr(),
         operand.order, num_values, src.data_ptr(), num_src, int(accumulate), None if bias is None else bias.data_ptr(),
-        None if weight is None else weight.data_ptr(), out.size(1), None if side is None else side.data_ptr(),
-        operand.index32, torch.get_num_threads())
+        None if weight is None else weight.data_ptr(), c if weight is None else out.size(1),
+        None if side is None else side.data_ptr(), operand.index32, int(transposed), torch.get_num_threads())
+    if status == 2:
+        raise ValueError(f"{owner}: rows of {c} channels are multiplied by a weight or stored transposed only up to "
+                         f"{MAX_FUSED_CHANNELS} channels, and not both at once")
     if status != 0:
         raise ValueError(f"{owner}: crow must rise from 0 to the {operand.num_entries} entries, every entry needs a "
                          f"value ({num_values} given), every column must be in [0, {num_src}) and every order "
@@ -362,12 +365,15 @@ def _run_csr(owner: str, operand: CsrOperand, out: Tensor, values: Tensor, src: 
 
 
 def csr_rows_prepared(operand: CsrOperand, out: Tensor, values: Tensor, src: Tensor, bias: Optional[Tensor] = None,
-                      weight: Optional[Tensor] = None, side: Optional[Tensor] = None) -> Tensor:
+                      weight: Optional[Tensor] = None, side: Optional[Tensor] = None,
+                      transposed: bool = False) -> Tensor:
     """The store mode of :func:`csr_rows_add` (``weight`` None) or :func:`csr_rows_matmul` for a prepared
     ``operand`` and arguments the caller has checked (the engine's graph path, whose arguments
     ``gather_scatter`` checked): contiguous float32 CPU ``out [operand.num_rows, C_out]``, ``values``, ``src``,
-    ``weight [C, C_out]`` (``C <= 64``), ``bias [C_out]`` and ``side [operand.num_rows, C]``."""
-    return _run_csr("csr_rows_prepared", operand, out, values, src, False, bias, weight, side)
+    ``weight [C, C_out]`` (``C <= 64``), ``bias [C_out]`` and ``side [operand.num_rows, C]``. With ``transposed``
+    (no ``weight``, ``C <= 64``) ``out`` is ``[C, operand.num_rows]`` and receives the transpose of the sums (a
+    weight gradient written in the layout of a layer's ``weight.t()``)."""
+    return _run_csr("csr_rows_prepared", operand, out, values, src, False, bias, weight, side, transposed)
 
 
 def _csr_call(owner: str, out: Tensor, crow: Tensor, col: Tensor, values: Tensor, src: Tensor, order: Optional[Tensor],

@@ -405,7 +405,7 @@ struct CsrJob {
     float* out; int64_t n; int64_t c; const int64_t* crow; const void* col; int64_t num_entries;
     const float* values; const void* order; int64_t num_values; const float* src; int64_t num_src;
     bool accumulate; const float* bias; const float* w; int64_t c_out; float* side; int64_t parts; char* valid;
-    bool index32; const int64_t* bounds;
+    bool index32; const int64_t* bounds; bool transposed;
 };
 
 constexpr int64_t MAX_FUSED_CHANNELS = 64;
@@ -540,17 +540,30 @@ inline __attribute__((always_inline)) void transform_rows(const CsrJob& job, con
     }
 }
 
+// Rows r < count of sums, row o0 + r of the output, stored as columns of the transposed output out [c, n]
+// (bias[j] added to column j in store mode): the gradient of a layer's weight in that weight's own layout, with
+// no transposed copy afterwards.
+inline __attribute__((always_inline)) void put_columns(const CsrJob& job, const float (*sums)[MAX_FUSED_CHANNELS],
+                                                       int64_t count, int64_t o0) {
+    for (int64_t j = 0; j < job.c; ++j) {
+        float* column = job.out + j * job.n + o0;
+        const float base = job.bias != nullptr ? job.bias[j] : 0.0f;
+        for (int64_t r = 0; r < count; ++r) column[r] = job.accumulate ? column[r] + sums[r][j] : base + sums[r][j];
+    }
+}
+
 // Rows [lo, hi); false at the first row whose entries break the CSR invariants (that row is left as it was).
 template <bool ORDER, typename I>
 inline __attribute__((always_inline)) bool csr_rows_of(const CsrJob& job, int64_t lo, int64_t hi) {
-    if (job.w == nullptr) {
+    if (job.w == nullptr && !job.transposed) {
         for (int64_t o = lo; o < hi; ++o)
             if (!csr_row<ORDER, I>(job, o, job.out + o * job.c, job.accumulate, job.bias)) return false;
         return true;
     }
+    // groups of TRANSFORM_ROWS row sums, then multiplied by w, or stored as columns
     const int64_t blocks = (job.c_out + 15) / 16;
-    std::vector<float> w(job.c * blocks * 16, 0.0f);  // w's rows cut into zero-padded vectors, once per thread
-    for (int64_t i = 0; i < job.c; ++i)
+    std::vector<float> w(job.w != nullptr ? job.c * blocks * 16 : 0, 0.0f);  // w's rows as zero-padded vectors
+    for (int64_t i = 0; i < job.c && job.w != nullptr; ++i)
         for (int64_t j = 0; j < job.c_out; ++j) w[(i * blocks + j / 16) * 16 + j % 16] = job.w[i * job.c_out + j];
     float sums[TRANSFORM_ROWS][MAX_FUSED_CHANNELS] = {};
     for (int64_t o0 = lo; o0 < hi; o0 += TRANSFORM_ROWS) {
@@ -559,7 +572,8 @@ inline __attribute__((always_inline)) bool csr_rows_of(const CsrJob& job, int64_
             if (!csr_row<ORDER, I>(job, o0 + r, sums[r], false, nullptr)) return false;
             if (job.side != nullptr) std::memcpy(job.side + (o0 + r) * job.c, sums[r], job.c * sizeof(float));
         }
-        transform_rows(job, sums, count, w.data(), blocks, job.out + o0 * job.c_out);
+        if (job.w != nullptr) transform_rows(job, sums, count, w.data(), blocks, job.out + o0 * job.c_out);
+        else put_columns(job, sums, count, o0);
     }
     return true;
 }
@@ -706,7 +720,7 @@ void column_sums(ColumnJob job, double* first, double* second, int64_t threads) 
 extern "C" {
 
 // Version of this interface; the Python side refuses a library built from other sources.
-int64_t irc_native_version() { return 17; }
+int64_t irc_native_version() { return 18; }
 
 // Hand over torch's OpenMP runtime: GOMP_parallel, omp_get_thread_num, omp_get_num_threads.
 void irc_use_openmp(void* parallel, void* thread_num, void* num_threads) {
@@ -827,24 +841,27 @@ void irc_column_grad_sums(const float* g, const float* x, int64_t n, int64_t c, 
     column_sums(ColumnJob{x, g, n, c, mean, inv_std, nullptr, 0, nullptr}, sum_g, sum_g_xhat, threads);
 }
 
-// out [n, c] (+)= A @ src for the CSR matrix A (crow [n + 1] from 0 to num_entries, col [num_entries] (col and order int32 if index32, else int64), entry q's
-// value values[order[q]], or values[q] without order) over the rows of src [num_src, c]; stored instead of added
-// unless `accumulate`, with bias [c] (optional, store mode) added. With w [c, c_out] (optional, c <= 64) out is
-// [n, c_out] = bias + (A @ src) @ w instead, and side [n, c] (optional) receives A @ src. Returns 0, or 1 if crow
-// does not rise from 0 to num_entries, values are fewer than the entries (without order), a column is outside
-// [0, num_src) or an order entry outside [0, num_values) (out is then partly written), or 2 if c is too wide for w.
+// out [n, c] (+)= A @ src for the CSR matrix A (crow [n + 1] from 0 to num_entries, col [num_entries], col and
+// order int32 if index32, else int64; entry q's value values[order[q]], or values[q] without order) over the rows
+// of src [num_src, c]; stored instead of added unless `accumulate`, with bias [c] (optional, store mode) added.
+// With `transposed` out is written as its transpose [c, n] (c <= 64). With w [c, c_out] (optional, c <= 64) out
+// is [n, c_out] = bias + (A @ src) @ w instead, and side [n, c] (optional) receives A @ src. Returns 0, or 1 if
+// crow does not rise from 0 to num_entries, values are fewer than the entries (without order), a column is
+// outside [0, num_src) or an order entry outside [0, num_values) (out is then partly written), or 2 if c is too
+// wide for w or `transposed`, or both are asked for.
 int64_t irc_csr_rows_add(float* out, int64_t n, int64_t c, const int64_t* crow, const void* col,
                          int64_t num_entries, const float* values, const void* order, int64_t num_values,
                          const float* src, int64_t num_src, int64_t accumulate, const float* bias, const float* w,
-                         int64_t c_out, float* side, int64_t index32, int64_t threads) {
+                         int64_t c_out, float* side, int64_t index32, int64_t transposed, int64_t threads) {
     if (crow[0] != 0 || crow[n] != num_entries || (order == nullptr && num_values < num_entries)) return 1;
-    if (w != nullptr && (c > MAX_FUSED_CHANNELS || accumulate)) return 2;
+    if (w != nullptr && (c > MAX_FUSED_CHANNELS || accumulate || transposed)) return 2;
+    if (transposed && c > MAX_FUSED_CHANNELS) return 2;
     if ((w != nullptr ? c_out : c) == 0) return 0;
     threads = std::max<int64_t>(1, std::min<int64_t>(threads, num_entries * c / 65536 + 1));
     std::vector<char> valid(threads, 0);
     const std::vector<int64_t> bounds = balanced_rows(crow, n, threads);
     const CsrJob job{out, n, c, crow, col, num_entries, values, order, num_values, src, num_src, accumulate != 0,
-                     bias, w, c_out, side, threads, valid.data(), index32 != 0, bounds.data()};
+                     bias, w, c_out, side, threads, valid.data(), index32 != 0, bounds.data(), transposed != 0};
     return run_parts<CsrJob, csr_part>(job) ? 0 : 1;
 }
 

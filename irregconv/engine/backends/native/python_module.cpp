@@ -2,7 +2,7 @@
 // function per kernel of kernels.h, taking addresses (int, or None for an optional buffer) and int64 sizes in the
 // kernel's argument order, returning its status (or None). They release the GIL while the kernel runs.
 //
-// Why not ctypes: converting a call's arguments through ctypes costs 1.6 us (18 arguments of irc_csr_rows_add),
+// Why not ctypes: converting a call's arguments through ctypes costs 1.6 us (19 arguments of irc_csr_rows_add),
 // the time of a 13k-entry row kernel's smallest share; a Cora GCN training step makes 13 such calls. Parsing
 // them here with the vectorcall protocol costs about a tenth of that. The kernels themselves include no Python
 // header.
@@ -120,12 +120,12 @@ PyObject* column_grad_sums(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 PyObject* csr_rows_add(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    int64_t v[18], status;
-    if (!parse("csr_rows_add", args, nargs, "piippippipiippipii", v)) return nullptr;
+    int64_t v[19], status;
+    if (!parse("csr_rows_add", args, nargs, "piippippipiippipiii", v)) return nullptr;
     Py_BEGIN_ALLOW_THREADS
     status = irc_csr_rows_add(at<float>(v[0]), v[1], v[2], at<const int64_t>(v[3]), at<const void>(v[4]), v[5],
                               at<const float>(v[6]), at<const void>(v[7]), v[8], at<const float>(v[9]), v[10], v[11],
-                              at<const float>(v[12]), at<const float>(v[13]), v[14], at<float>(v[15]), v[16], v[17]);
+                              at<const float>(v[12]), at<const float>(v[13]), v[14], at<float>(v[15]), v[16], v[17], v[18]);
     Py_END_ALLOW_THREADS
     return PyLong_FromLongLong(status);
 }
