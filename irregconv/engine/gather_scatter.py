@@ -501,12 +501,21 @@ def _native_operands(rulebook: Rulebook) -> Tuple[native.CsrOperand, native.CsrO
     return operands
 
 
+def _kernel_weight(w: Tensor) -> Tensor:
+    """``w [C_in, C_out]`` for the prepared row kernel: as it is when contiguous or a transposed view of a small
+    enough matrix (a layer's ``weight.t()``, read in place: the kernel's threads transpose it for themselves), else
+    a contiguous copy."""
+    if w.is_contiguous() or (native.is_transposed(w) and w.numel() <= native.MAX_TRANSPOSED_SRC):
+        return w
+    return native.contiguous_rows(w)
+
+
 def _forward_native_graph(feats: Tensor, weight: Tensor, pair_scale: Tensor, bias: Optional[Tensor],
                           rulebook: Rulebook) -> Tensor:
     """``bias + A (feats @ W)``: sparse features multiplied through their nonzeros, then aggregated; dense ones
     aggregated and transformed in one pass (see :func:`_native_graph`)."""
     forward, _ = _native_operands(rulebook)
-    w, scale = native.contiguous_rows(weight[0]), pair_scale.contiguous()
+    w, scale = _kernel_weight(weight[0]), pair_scale.contiguous()
     bias = None if bias is None else bias.contiguous()
     if feats.is_sparse_csr:
         pattern = _SPARSE_FEATURES.pattern(feats, forward=True)
@@ -526,7 +535,7 @@ def _backward_native_graph(feats: Tensor, weight: Tensor, pair_scale: Tensor, ru
     if need_feats:  # dense: (A^T grad_out) w^T in one pass, A^T grad_out kept for w's gradient
         grad_h = grad_out.new_empty(feats.size(0), w.size(1)) if need_weight else None
         grad_feats = native.csr_rows_prepared(adjoint, grad_out.new_empty(feats.shape), scale, grad_out, None,
-                                              native.contiguous_rows(w.t()), grad_h)
+                                              _kernel_weight(w.t()), grad_h)
     elif need_weight:
         grad_h = native.csr_rows_prepared(adjoint, grad_out.new_empty(feats.size(0), w.size(1)), scale, grad_out)
     if need_weight:  # in the weight's own layout (a layer's weight.t(): autograd then copies nothing)
@@ -535,11 +544,9 @@ def _backward_native_graph(feats: Tensor, weight: Tensor, pair_scale: Tensor, ru
             pattern = _SPARSE_FEATURES.pattern(feats)
             values, order = _SPARSE_FEATURES.transposed_values(feats)
             operand = pattern.adjoint if order is not None else pattern.adjoint_in_order
-            if transposed and w.size(1) <= native.MAX_FUSED_CHANNELS:  # the kernel stores the sums as columns
-                grad_w = native.csr_rows_prepared(operand, grad_h.new_empty(w.size(1), w.size(0)), values, grad_h,
-                                                  transposed=True).t()
-            else:
-                grad_w = native.csr_rows_prepared(operand, grad_h.new_empty(w.shape), values, grad_h)
+            columns = transposed and w.size(1) <= native.MAX_FUSED_CHANNELS  # the kernel stores the sums as columns
+            out = grad_h.new_empty(w.size(1), w.size(0)).t() if columns else grad_h.new_empty(w.shape)
+            grad_w = native.csr_rows_prepared(operand, out, values, grad_h)
         elif transposed and native.serves_outer(feats, grad_h) and native.serves_outer(grad_h, feats):
             grad_w = native.rows_outer(grad_h, feats)[0].t()  # (grad_h^T feats)^T: the same products, same order
         else:

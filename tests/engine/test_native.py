@@ -293,23 +293,32 @@ def test_csr_rows_add_splits_skewed_rows_by_their_entries_without_missing_one():
 
 @needs_native
 @pytest.mark.parametrize("channels", [1, 7, 16, 64])
-def test_csr_rows_prepared_stores_the_sums_transposed(channels):
-    # the weight gradient of a layer's weight.t() written in the weight's own layout, by threads cutting the rows
+def test_csr_rows_prepared_reads_and_writes_transposed_views_in_place(channels):
+    # a layer's weight.t() read as src (each thread transposes it for itself) or as the fused weight, and its
+    # gradient written in the weight's own layout: the same bits as on contiguous rows, for 1 and 2 threads
     gen = torch.Generator().manual_seed(channels)
     csr = ((torch.rand(1100, 90, generator=gen) < 0.2) * torch.randn(1100, 90, generator=gen)).to_sparse_csr()
     operand = native.CsrOperand(csr.crow_indices(), csr.col_indices())
     src, bias = torch.randn(90, channels, generator=gen), torch.randn(channels, generator=gen)
+    weight = torch.randn(channels, 5, generator=gen)
     rows = native.csr_rows_prepared(operand, torch.empty(1100, channels), csr.values(), src, bias)
+    fused = native.csr_rows_prepared(operand, torch.empty(1100, 5), csr.values(), src, bias[:5] if channels >= 5
+                                     else None, weight)
     for count in (1, 2):
         with threads(count):
-            columns = native.csr_rows_prepared(operand, torch.full((channels, 1100), float("nan")), csr.values(), src,
-                                               bias, transposed=True)
-        assert torch.equal(columns.t(), rows)
+            columns = torch.full((channels, 1100), float("nan")).t()
+            assert torch.equal(native.csr_rows_prepared(operand, columns, csr.values(), src, bias), rows)
+            from_view = native.csr_rows_prepared(operand, torch.empty(1100, channels), csr.values(),
+                                                 src.t().contiguous().t(), bias)
+            assert torch.equal(from_view, rows)
+            fused_view = native.csr_rows_prepared(operand, torch.empty(1100, 5), csr.values(), src,
+                                                  bias[:5] if channels >= 5 else None, weight.t().contiguous().t())
+            assert torch.equal(fused_view, fused)
     with pytest.raises(ValueError, match="stored transposed only up to 64 channels"):
-        native.csr_rows_prepared(operand, torch.empty(65, 1100), csr.values(), torch.randn(90, 65), transposed=True)
-    with pytest.raises(ValueError, match="not both at once"):
-        native.csr_rows_prepared(operand, torch.empty(3, 1100), csr.values(), src, weight=torch.randn(channels, 3),
-                                 transposed=True)
+        native.csr_rows_prepared(operand, torch.empty(65, 1100).t(), csr.values(), torch.randn(90, 65))
+    with pytest.raises(ValueError, match="out must be contiguous"):
+        native.csr_rows_add(torch.empty(1100, 2 * channels)[:, ::2], csr.crow_indices(), csr.col_indices(),
+                            csr.values(), src)
 
 
 @needs_native

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ....rulebook.rulebook import pointer_from_counts
 
-_VERSION = 18
+_VERSION = 19
 
 
 def _share_torch_openmp(library: ModuleType) -> None:
@@ -345,15 +345,28 @@ class CsrOperand:
         self.order = None if order is None else order.data_ptr()
 
 
+#: ``layout`` bits of the row kernel: out, src or weight given as a transposed view of a row-major matrix
+_OUT_COLUMNS, _SRC_COLUMNS, _WEIGHT_COLUMNS = 1, 2, 4
+#: the largest transposed ``src`` the row kernel copies into rows per thread (a layer's weight), in floats
+MAX_TRANSPOSED_SRC = 1 << 20
+
+
+def _layout(out: Tensor, src: Tensor, weight: Optional[Tensor]) -> int:
+    """The kernel's ``layout`` bits for operands that are contiguous or transposed views (see
+    :func:`csr_rows_prepared`)."""
+    return ((_OUT_COLUMNS if not out.is_contiguous() else 0) | (_SRC_COLUMNS if not src.is_contiguous() else 0)
+            | (_WEIGHT_COLUMNS if weight is not None and not weight.is_contiguous() else 0))
+
+
 def _run_csr(owner: str, operand: CsrOperand, out: Tensor, values: Tensor, src: Tensor, accumulate: bool,
-             bias: Optional[Tensor], weight: Optional[Tensor], side: Optional[Tensor], transposed: bool = False) -> Tensor:
+             bias: Optional[Tensor], weight: Optional[Tensor], side: Optional[Tensor]) -> Tensor:
     """The row kernel on checked arguments (see :func:`csr_rows_prepared`)."""
     num_values, (num_src, c) = values.numel(), src.shape
     status = _LIBRARY.csr_rows_add(
         out.data_ptr(), operand.num_rows, c, operand.crow, operand.col, operand.num_entries, values.data_ptr(),
         operand.order, num_values, src.data_ptr(), num_src, int(accumulate), None if bias is None else bias.data_ptr(),
         None if weight is None else weight.data_ptr(), c if weight is None else out.size(1),
-        None if side is None else side.data_ptr(), operand.index32, int(transposed), torch.get_num_threads())
+        None if side is None else side.data_ptr(), operand.index32, _layout(out, src, weight), torch.get_num_threads())
     if status == 2:
         raise ValueError(f"{owner}: rows of {c} channels are multiplied by a weight or stored transposed only up to "
                          f"{MAX_FUSED_CHANNELS} channels, and not both at once")
@@ -365,15 +378,17 @@ def _run_csr(owner: str, operand: CsrOperand, out: Tensor, values: Tensor, src: 
 
 
 def csr_rows_prepared(operand: CsrOperand, out: Tensor, values: Tensor, src: Tensor, bias: Optional[Tensor] = None,
-                      weight: Optional[Tensor] = None, side: Optional[Tensor] = None,
-                      transposed: bool = False) -> Tensor:
+                      weight: Optional[Tensor] = None, side: Optional[Tensor] = None) -> Tensor:
     """The store mode of :func:`csr_rows_add` (``weight`` None) or :func:`csr_rows_matmul` for a prepared
     ``operand`` and arguments the caller has checked (the engine's graph path, whose arguments
-    ``gather_scatter`` checked): contiguous float32 CPU ``out [operand.num_rows, C_out]``, ``values``, ``src``,
-    ``weight [C, C_out]`` (``C <= 64``), ``bias [C_out]`` and ``side [operand.num_rows, C]``. With ``transposed``
-    (no ``weight``, ``C <= 64``) ``out`` is ``[C, operand.num_rows]`` and receives the transpose of the sums (a
-    weight gradient written in the layout of a layer's ``weight.t()``)."""
-    return _run_csr("csr_rows_prepared", operand, out, values, src, False, bias, weight, side, transposed)
+    ``gather_scatter`` checked): float32 CPU ``out [operand.num_rows, C_out]``, ``values``, ``src [N_src, C]``,
+    ``weight [C, C_out]`` (``C <= 64``), ``bias [C_out]`` and ``side [operand.num_rows, C]``, contiguous.
+
+    ``out``, ``src`` and ``weight`` may also be transposed views of row-major matrices (:func:`is_transposed`: a
+    layer's ``weight.t()``), read or written in place: ``out`` (no ``weight``, ``C <= 64``) then receives each
+    row's sums as a column (a weight gradient in the weight's own layout), and a transposed ``src`` of at most
+    :data:`MAX_TRANSPOSED_SRC` values is copied into rows by each thread for itself."""
+    return _run_csr("csr_rows_prepared", operand, out, values, src, False, bias, weight, side)
 
 
 def _csr_call(owner: str, out: Tensor, crow: Tensor, col: Tensor, values: Tensor, src: Tensor, order: Optional[Tensor],
@@ -381,6 +396,8 @@ def _csr_call(owner: str, out: Tensor, crow: Tensor, col: Tensor, values: Tensor
     """The row kernel after checking what it would otherwise read or write out of bounds."""
     operand, values, src = CsrOperand(crow, col, order), values.contiguous(), contiguous_rows(src)
     num_out, c_out = out.shape
+    if not out.is_contiguous():
+        raise ValueError(f"{owner}: out must be contiguous, got strides {out.stride()} for shape {list(out.shape)}")
     if operand.num_rows != num_out:
         raise ValueError(f"{owner}: crow must have {num_out + 1} entries (one per output row and one), "
                          f"got {operand.num_rows + 1}")

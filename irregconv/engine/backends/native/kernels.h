@@ -27,6 +27,6 @@ void irc_column_grad_sums(const float* g, const float* x, int64_t n, int64_t c, 
 int64_t irc_csr_rows_add(float* out, int64_t n, int64_t c, const int64_t* crow, const void* col,
                          int64_t num_entries, const float* values, const void* order, int64_t num_values,
                          const float* src, int64_t num_src, int64_t accumulate, const float* bias, const float* w,
-                         int64_t c_out, float* side, int64_t index32, int64_t transposed, int64_t threads);
+                         int64_t c_out, float* side, int64_t index32, int64_t layout, int64_t threads);
 void irc_transpose(const float* src, int64_t rows, int64_t cols, float* dst);
 }
