@@ -565,7 +565,10 @@ inline __attribute__((always_inline)) void transform_rows(const CsrJob& job, con
         }
         const int64_t j0 = 16 * jb, width = std::min<int64_t>(16, job.c_out - j0);
         const float* bias = job.bias != nullptr ? job.bias + j0 : nullptr;
-        for (int64_t r = 0; r < count; ++r) put_row<1, true>(target + r * job.c_out + j0, &acc[r], width, false, bias);
+        for (int64_t r = 0; r < count; ++r) {
+            if (width == 16) put_row<1, false>(target + r * job.c_out + j0, &acc[r], width, false, bias);
+            else put_row<1, true>(target + r * job.c_out + j0, &acc[r], width, false, bias);
+        }
     }
 }
 
@@ -601,7 +604,8 @@ inline __attribute__((always_inline)) bool csr_rows_of(const CsrJob& job, int64_
         const int64_t count = std::min(TRANSFORM_ROWS, hi - o0);
         for (int64_t r = 0; r < count; ++r) {
             if (!csr_row<ORDER, I>(job, o0 + r, sums[r], false, nullptr)) return false;
-            if (job.side != nullptr) std::memcpy(job.side + (o0 + r) * job.c, sums[r], job.c * sizeof(float));
+            if (job.side != nullptr)
+                for (int64_t j = 0; j < job.c; ++j) job.side[(o0 + r) * job.c + j] = sums[r][j];
         }
         if (job.w != nullptr) transform_rows(job, sums, count, w.data(), blocks, job.out + o0 * job.c_out);
         else put_columns(job, sums, count, o0);
