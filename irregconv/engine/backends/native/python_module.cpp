@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels.h"
 
@@ -39,6 +40,23 @@ T* at(int64_t address) {
     return reinterpret_cast<T*>(static_cast<intptr_t>(address));
 }
 
+// Runs kernel() without the GIL; its int64 status as a Python int (void kernels: None).
+template <typename Kernel>
+PyObject* released(Kernel kernel) {
+    if constexpr (std::is_void_v<decltype(kernel())>) {
+        Py_BEGIN_ALLOW_THREADS
+        kernel();
+        Py_END_ALLOW_THREADS
+        Py_RETURN_NONE;
+    } else {
+        int64_t status;
+        Py_BEGIN_ALLOW_THREADS
+        status = kernel();
+        Py_END_ALLOW_THREADS
+        return PyLong_FromLongLong(status);
+    }
+}
+
 PyObject* version(PyObject*, PyObject* const*, Py_ssize_t) { return PyLong_FromLongLong(irc_native_version()); }
 
 PyObject* use_openmp(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
@@ -49,94 +67,86 @@ PyObject* use_openmp(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 PyObject* conv_accumulate(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    int64_t v[13], status;
+    int64_t v[13];
     if (!parse("conv_accumulate", args, nargs, "piipipppiipii", v)) return nullptr;
-    Py_BEGIN_ALLOW_THREADS
-    status = irc_conv_accumulate(at<const float>(v[0]), v[1], v[2], at<const float>(v[3]), v[4],
-                                 at<const int64_t>(v[5]), at<const int64_t>(v[6]), at<const int64_t>(v[7]), v[8], v[9],
-                                 at<float>(v[10]), v[11], v[12]);
-    Py_END_ALLOW_THREADS
-    return PyLong_FromLongLong(status);
+    return released([&] {
+        return irc_conv_accumulate(at<const float>(v[0]), v[1], v[2], at<const float>(v[3]), v[4],
+            at<const int64_t>(v[5]), at<const int64_t>(v[6]), at<const int64_t>(v[7]), v[8], v[9], at<float>(v[10]),
+            v[11], v[12]);
+    });
 }
 
 PyObject* conv_weight_grad(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    int64_t v[13], status;
+    int64_t v[13];
     if (!parse("conv_weight_grad", args, nargs, "piipiipppiipi", v)) return nullptr;
-    Py_BEGIN_ALLOW_THREADS
-    status = irc_conv_weight_grad(at<const float>(v[0]), v[1], v[2], at<const float>(v[3]), v[4], v[5],
-                                  at<const int64_t>(v[6]), at<const int64_t>(v[7]), at<const int64_t>(v[8]), v[9],
-                                  v[10], at<float>(v[11]), v[12]);
-    Py_END_ALLOW_THREADS
-    return PyLong_FromLongLong(status);
+    return released([&] {
+        return irc_conv_weight_grad(at<const float>(v[0]), v[1], v[2], at<const float>(v[3]), v[4], v[5],
+            at<const int64_t>(v[6]), at<const int64_t>(v[7]), at<const int64_t>(v[8]), v[9], v[10],
+            at<float>(v[11]), v[12]);
+    });
 }
 
 PyObject* nonzero_rows_matmul(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    int64_t v[10], parts;
+    int64_t v[10];
     if (!parse("nonzero_rows_matmul", args, nargs, "piipippppi", v)) return nullptr;
-    Py_BEGIN_ALLOW_THREADS
-    parts = irc_nonzero_rows_matmul(at<const float>(v[0]), v[1], v[2], at<const float>(v[3]), v[4], at<float>(v[5]),
-                                    at<int32_t>(v[6]), at<float>(v[7]), at<int64_t>(v[8]), v[9]);
-    Py_END_ALLOW_THREADS
-    return PyLong_FromLongLong(parts);
+    return released([&] {
+        return irc_nonzero_rows_matmul(at<const float>(v[0]), v[1], v[2], at<const float>(v[3]), v[4],
+            at<float>(v[5]), at<int32_t>(v[6]), at<float>(v[7]), at<int64_t>(v[8]), v[9]);
+    });
 }
 
 PyObject* csr_weight_grad(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[9];
     if (!parse("csr_weight_grad", args, nargs, "pppiipipi", v)) return nullptr;
-    Py_BEGIN_ALLOW_THREADS
-    irc_csr_weight_grad(at<const int64_t>(v[0]), at<const int32_t>(v[1]), at<const float>(v[2]), v[3], v[4],
-                        at<const float>(v[5]), v[6], at<float>(v[7]), v[8]);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
+    return released([&] {
+        irc_csr_weight_grad(at<const int64_t>(v[0]), at<const int32_t>(v[1]), at<const float>(v[2]), v[3], v[4],
+            at<const float>(v[5]), v[6], at<float>(v[7]), v[8]);
+    });
 }
 
 PyObject* rows_outer(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[8];
     if (!parse("rows_outer", args, nargs, "pipiippi", v)) return nullptr;
-    Py_BEGIN_ALLOW_THREADS
-    irc_rows_outer(at<const float>(v[0]), v[1], at<const float>(v[2]), v[3], v[4], at<float>(v[5]), at<float>(v[6]),
-                   v[7]);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
+    return released([&] {
+        irc_rows_outer(at<const float>(v[0]), v[1], at<const float>(v[2]), v[3], v[4], at<float>(v[5]),
+            at<float>(v[6]), v[7]);
+    });
 }
 
 PyObject* column_moments(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[7];
     if (!parse("column_moments", args, nargs, "piipppi", v)) return nullptr;
-    Py_BEGIN_ALLOW_THREADS
-    irc_column_moments(at<const float>(v[0]), v[1], v[2], at<double>(v[3]), at<double>(v[4]), at<double>(v[5]), v[6]);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
+    return released([&] {
+        irc_column_moments(at<const float>(v[0]), v[1], v[2], at<double>(v[3]), at<double>(v[4]), at<double>(v[5]),
+            v[6]);
+    });
 }
 
 PyObject* column_grad_sums(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[9];
     if (!parse("column_grad_sums", args, nargs, "ppiippppi", v)) return nullptr;
-    Py_BEGIN_ALLOW_THREADS
-    irc_column_grad_sums(at<const float>(v[0]), at<const float>(v[1]), v[2], v[3], at<const double>(v[4]),
-                         at<const double>(v[5]), at<double>(v[6]), at<double>(v[7]), v[8]);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
+    return released([&] {
+        irc_column_grad_sums(at<const float>(v[0]), at<const float>(v[1]), v[2], v[3], at<const double>(v[4]),
+            at<const double>(v[5]), at<double>(v[6]), at<double>(v[7]), v[8]);
+    });
 }
 
 PyObject* csr_rows_add(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    int64_t v[19], status;
+    int64_t v[19];
     if (!parse("csr_rows_add", args, nargs, "piippippipiippipiii", v)) return nullptr;
-    Py_BEGIN_ALLOW_THREADS
-    status = irc_csr_rows_add(at<float>(v[0]), v[1], v[2], at<const int64_t>(v[3]), at<const void>(v[4]), v[5],
-                              at<const float>(v[6]), at<const void>(v[7]), v[8], at<const float>(v[9]), v[10], v[11],
-                              at<const float>(v[12]), at<const float>(v[13]), v[14], at<float>(v[15]), v[16], v[17], v[18]);
-    Py_END_ALLOW_THREADS
-    return PyLong_FromLongLong(status);
+    return released([&] {
+        return irc_csr_rows_add(at<float>(v[0]), v[1], v[2], at<const int64_t>(v[3]), at<const void>(v[4]), v[5],
+            at<const float>(v[6]), at<const void>(v[7]), v[8], at<const float>(v[9]), v[10], v[11],
+            at<const float>(v[12]), at<const float>(v[13]), v[14], at<float>(v[15]), v[16], v[17], v[18]);
+    });
 }
 
 PyObject* transpose(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[4];
     if (!parse("transpose", args, nargs, "piip", v)) return nullptr;
-    Py_BEGIN_ALLOW_THREADS
-    irc_transpose(at<const float>(v[0]), v[1], v[2], at<float>(v[3]));
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
+    return released([&] {
+        irc_transpose(at<const float>(v[0]), v[1], v[2], at<float>(v[3]));
+    });
 }
 
 #define KERNEL(name) {#name, reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(name)), METH_FASTCALL, nullptr}
