@@ -501,21 +501,12 @@ def _native_operands(rulebook: Rulebook) -> Tuple[native.CsrOperand, native.CsrO
     return operands
 
 
-def _kernel_weight(w: Tensor) -> Tensor:
-    """``w [C_in, C_out]`` for the prepared row kernel: as it is when contiguous or a transposed view of a small
-    enough matrix (a layer's ``weight.t()``, read in place: the kernel's threads transpose it for themselves), else
-    a contiguous copy."""
-    if w.is_contiguous() or (native.is_transposed(w) and w.numel() <= native.MAX_TRANSPOSED_SRC):
-        return w
-    return native.contiguous_rows(w)
-
-
 def _forward_native_graph(feats: Tensor, weight: Tensor, pair_scale: Tensor, bias: Optional[Tensor],
                           rulebook: Rulebook) -> Tensor:
     """``bias + A (feats @ W)``: sparse features multiplied through their nonzeros, then aggregated; dense ones
     aggregated and transformed in one pass (see :func:`_native_graph`)."""
     forward, _ = _native_operands(rulebook)
-    w, scale = _kernel_weight(weight[0]), pair_scale.contiguous()
+    w, scale = native.kernel_rows(weight[0]), pair_scale.contiguous()
     bias = None if bias is None else bias.contiguous()
     if feats.is_sparse_csr:
         pattern = _SPARSE_FEATURES.pattern(feats, forward=True)
@@ -535,7 +526,7 @@ def _backward_native_graph(feats: Tensor, weight: Tensor, pair_scale: Tensor, ru
     if need_feats:  # dense: (A^T grad_out) w^T in one pass, A^T grad_out kept for w's gradient
         grad_h = grad_out.new_empty(feats.size(0), w.size(1)) if need_weight else None
         grad_feats = native.csr_rows_prepared(adjoint, grad_out.new_empty(feats.shape), scale, grad_out, None,
-                                              _kernel_weight(w.t()), grad_h)
+                                              native.kernel_rows(w.t()), grad_h)
     elif need_weight:
         grad_h = native.csr_rows_prepared(adjoint, grad_out.new_empty(feats.size(0), w.size(1)), scale, grad_out)
     if need_weight:  # in the weight's own layout (a layer's weight.t(): autograd then copies nothing)

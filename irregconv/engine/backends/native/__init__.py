@@ -139,9 +139,9 @@ def conv_accumulate(out: Tensor, feats: Tensor, weight: Tensor, in_idx: Tensor, 
     feats, weight = feats.contiguous(), weight.contiguous()
     in_idx, out_idx, offset_ptr = _pairs(in_idx, out_idx, offset_ptr, weight.size(0), "conv_accumulate")
     status = _LIBRARY.conv_accumulate(feats.data_ptr(), feats.size(1), feats.size(0), weight.data_ptr(),
-                                          weight.size(2), in_idx.data_ptr(), out_idx.data_ptr(), offset_ptr.data_ptr(),
-                                          weight.size(0), -1 if skip is None else skip, out.data_ptr(), out.size(0),
-                                          torch.get_num_threads())
+                                      weight.size(2), in_idx.data_ptr(), out_idx.data_ptr(), offset_ptr.data_ptr(),
+                                      weight.size(0), -1 if skip is None else skip, out.data_ptr(), out.size(0),
+                                      torch.get_num_threads())
     _check_status(status, "conv_accumulate", feats.size(0), out.size(0), ordered=True)
     return out
 
@@ -161,9 +161,9 @@ def conv_weight_grad(grad_weight: Tensor, feats: Tensor, grad_out: Tensor, in_id
     feats, grad_out = feats.contiguous(), grad_out.contiguous()
     in_idx, out_idx, offset_ptr = _pairs(in_idx, out_idx, offset_ptr, grad_weight.size(0), "conv_weight_grad")
     status = _LIBRARY.conv_weight_grad(feats.data_ptr(), feats.size(1), feats.size(0), grad_out.data_ptr(),
-                                           grad_out.size(1), grad_out.size(0), in_idx.data_ptr(), out_idx.data_ptr(),
-                                           offset_ptr.data_ptr(), grad_weight.size(0), -1 if skip is None else skip,
-                                           grad_weight.data_ptr(), torch.get_num_threads())
+                                       grad_out.size(1), grad_out.size(0), in_idx.data_ptr(), out_idx.data_ptr(),
+                                       offset_ptr.data_ptr(), grad_weight.size(0), -1 if skip is None else skip,
+                                       grad_weight.data_ptr(), torch.get_num_threads())
     _check_status(status, "conv_weight_grad", feats.size(0), grad_out.size(0), ordered=False)
     return grad_weight
 
@@ -204,8 +204,8 @@ def nonzero_rows_matmul(x: Tensor, weight: Tensor) -> Tuple[Tensor, Tuple[Tensor
     cols, vals = torch.empty(n * c_in, dtype=torch.int32), x.new_empty(n * c_in)
     row_nnz = torch.empty(n, dtype=torch.long)
     parts = _LIBRARY.nonzero_rows_matmul(x.data_ptr(), n, c_in, weight.data_ptr(), weight.size(1), out.data_ptr(),
-                                             cols.data_ptr(), vals.data_ptr(), row_nnz.data_ptr(),
-                                             torch.get_num_threads())
+                                         cols.data_ptr(), vals.data_ptr(), row_nnz.data_ptr(),
+                                         torch.get_num_threads())
     crow = pointer_from_counts(row_nnz)
     shares = [(n * t // parts, n * (t + 1) // parts) for t in range(parts)]
     spans = [(lo * c_in, lo * c_in + int(crow[hi] - crow[lo])) for lo, hi in shares]
@@ -221,7 +221,7 @@ def csr_weight_grad(csr: Tuple[Tensor, Tensor, Tensor], num_columns: int, grad: 
     grad = grad.contiguous()
     out = grad.new_empty(num_columns, grad.size(1))
     _LIBRARY.csr_weight_grad(crow.data_ptr(), cols.data_ptr(), vals.data_ptr(), crow.numel() - 1, num_columns,
-                                 grad.data_ptr(), grad.size(1), out.data_ptr(), torch.get_num_threads())
+                             grad.data_ptr(), grad.size(1), out.data_ptr(), torch.get_num_threads())
     return out
 
 
@@ -231,7 +231,7 @@ def column_moments(x: Tensor) -> Tuple[Tensor, Tensor]:
     x = x.contiguous()
     sums, mean, squares = (torch.empty(x.size(1), dtype=torch.float64) for _ in range(3))
     _LIBRARY.column_moments(x.data_ptr(), x.size(0), x.size(1), sums.data_ptr(), mean.data_ptr(),
-                                squares.data_ptr(), torch.get_num_threads())
+                            squares.data_ptr(), torch.get_num_threads())
     return mean, squares / max(x.size(0), 1)
 
 
@@ -242,7 +242,7 @@ def column_grad_sums(grad: Tensor, x: Tensor, mean: Tensor, inv_std: Tensor) -> 
     mean, inv_std = mean.contiguous(), inv_std.contiguous()
     sum_g, sum_g_xhat = (torch.empty(x.size(1), dtype=torch.float64) for _ in range(2))
     _LIBRARY.column_grad_sums(grad.data_ptr(), x.data_ptr(), x.size(0), x.size(1), mean.data_ptr(),
-                                  inv_std.data_ptr(), sum_g.data_ptr(), sum_g_xhat.data_ptr(), torch.get_num_threads())
+                              inv_std.data_ptr(), sum_g.data_ptr(), sum_g_xhat.data_ptr(), torch.get_num_threads())
     return sum_g, sum_g_xhat
 
 
@@ -267,7 +267,7 @@ def rows_outer(x: Optional[Tensor], g: Tensor, sums: bool = False) -> Tuple[Opti
     out = g.new_empty(a, g.size(1)) if x is not None else None
     column_sums = g.new_empty(g.size(1)) if sums else None
     _LIBRARY.rows_outer(_address(x), a, g.data_ptr(), g.size(1), g.size(0), _address(out), _address(column_sums),
-                            torch.get_num_threads())
+                        torch.get_num_threads())
     return out, column_sums
 
 
@@ -351,6 +351,15 @@ _OUT_COLUMNS, _SRC_COLUMNS, _WEIGHT_COLUMNS = 1, 2, 4
 MAX_TRANSPOSED_SRC = 1 << 20
 
 
+def kernel_rows(x: Tensor) -> Tensor:
+    """``x [N, C]`` as :func:`csr_rows_prepared` reads it: as it is when contiguous or a transposed view of at most
+    :data:`MAX_TRANSPOSED_SRC` values (a layer's ``weight.t()``, read in place: the kernel's threads transpose it
+    for themselves), else a contiguous copy."""
+    if x.is_contiguous() or (is_transposed(x) and x.numel() <= MAX_TRANSPOSED_SRC):
+        return x
+    return contiguous_rows(x)
+
+
 def _layout(out: Tensor, src: Tensor, weight: Optional[Tensor]) -> int:
     """The kernel's ``layout`` bits for operands that are contiguous or transposed views (see
     :func:`csr_rows_prepared`)."""
@@ -386,8 +395,8 @@ def csr_rows_prepared(operand: CsrOperand, out: Tensor, values: Tensor, src: Ten
 
     ``out``, ``src`` and ``weight`` may also be transposed views of row-major matrices (:func:`is_transposed`: a
     layer's ``weight.t()``), read or written in place: ``out`` (no ``weight``, ``C <= 64``) then receives each
-    row's sums as a column (a weight gradient in the weight's own layout), and a transposed ``src`` of at most
-    :data:`MAX_TRANSPOSED_SRC` values is copied into rows by each thread for itself."""
+    row's sums as a column (a weight gradient in the weight's own layout), and a transposed ``src`` (at most
+    :data:`MAX_TRANSPOSED_SRC` values: see :func:`kernel_rows`) is copied into rows by each thread for itself."""
     return _run_csr("csr_rows_prepared", operand, out, values, src, False, bias, weight, side)
 
 

@@ -75,6 +75,15 @@ class AlignedFloats {
     std::unique_ptr<float, Free> data_;
 };
 
+// target [count] = the sum of blocks partials, partial k at partials + k * stride, added in block order: the same
+// sums for any thread count (each block was summed by one thread).
+template <typename T>
+void sum_blocks(T* target, const T* partials, int64_t count, int64_t stride, int64_t blocks) {
+    std::fill(target, target + count, T(0));
+    for (int64_t k = 0; k < blocks; ++k)
+        for (int64_t e = 0; e < count; ++e) target[e] += partials[k * stride + e];
+}
+
 inline __attribute__((always_inline)) void add16(float* p, v16 v) {
     v16 old;
     std::memcpy(&old, p, sizeof(v));
@@ -596,9 +605,10 @@ inline __attribute__((always_inline)) bool csr_rows_of(const CsrJob& job, int64_
     const int64_t blocks = (job.c_out + 15) / 16;
     AlignedFloats w(job.w != nullptr ? job.c * blocks * 16 : 0);  // w's rows as zero-padded vectors
     const bool w_columns = job.layout & WEIGHT_COLUMNS;
-    for (int64_t i = 0; i < job.c && job.w != nullptr; ++i)
-        for (int64_t j = 0; j < job.c_out; ++j)
-            w[(i * blocks + j / 16) * 16 + j % 16] = job.w[w_columns ? j * job.c + i : i * job.c_out + j];
+    if (job.w != nullptr)
+        for (int64_t i = 0; i < job.c; ++i)
+            for (int64_t j = 0; j < job.c_out; ++j)
+                w[(i * blocks + j / 16) * 16 + j % 16] = job.w[w_columns ? j * job.c + i : i * job.c_out + j];
     float sums[TRANSFORM_ROWS][MAX_FUSED_CHANNELS] = {};
     for (int64_t o0 = lo; o0 < hi; o0 += TRANSFORM_ROWS) {
         const int64_t count = std::min(TRANSFORM_ROWS, hi - o0);
@@ -790,13 +800,8 @@ void column_sums(ColumnJob job, double* first, double* second, int64_t threads) 
     std::vector<char> valid(job.parts, 0);
     job.valid = valid.data();
     run_parts<ColumnJob, column_part>(job);
-    std::fill(first, first + job.c, 0.0);
-    std::fill(second, second + job.c, 0.0);
-    for (int64_t b = 0; b < blocks; ++b)  // in block order: the same sums for any thread count
-        for (int64_t c = 0; c < job.c; ++c) {
-            first[c] += partials[(b * 2) * job.c + c];
-            second[c] += partials[(b * 2 + 1) * job.c + c];
-        }
+    sum_blocks(first, partials.data(), job.c, 2 * job.c, blocks);
+    sum_blocks(second, partials.data() + job.c, job.c, 2 * job.c, blocks);
 }
 
 extern "C" {
@@ -883,9 +888,7 @@ void irc_csr_weight_grad(const int64_t* row_ptr, const int32_t* cols, const floa
     std::vector<char> valid(threads, 0);
     run_parts<CsrGradJob, csr_grad_part>(CsrGradJob{row_ptr, cols, vals, n, g, c_out, partials.data(), size, blocks,
                                                     threads, valid.data()});
-    std::fill(grad_w, grad_w + size, 0.0f);
-    for (int64_t b = 0; b < blocks; ++b)  // in block order: the same sums for any thread count
-        for (int64_t e = 0; e < size; ++e) grad_w[e] += partials[b * size + e];
+    sum_blocks(grad_w, partials.data(), size, size, blocks);
 }
 
 // out [a, b] = x^T g and, if sums is given, sums [b] = the column sums of g, for row-major x [n, a] (a = 0: sums
@@ -898,14 +901,8 @@ void irc_rows_outer(const float* x, int64_t a, const float* g, int64_t b, int64_
     std::vector<char> valid(threads, 0);
     run_parts<OuterJob, outer_part>(OuterJob{x, a, g, b, n, sums != nullptr, partials.data(), size, blocks, threads,
                                              valid.data()});
-    float* const targets[2] = {out, sums};
-    const int64_t offsets[2] = {0, a * b}, counts[2] = {a * b, sums != nullptr ? b : 0};
-    for (int part = 0; part < 2; ++part) {
-        if (counts[part] == 0) continue;
-        std::fill(targets[part], targets[part] + counts[part], 0.0f);
-        for (int64_t k = 0; k < blocks; ++k)  // in block order: the same sums for any thread count
-            for (int64_t e = 0; e < counts[part]; ++e) targets[part][e] += partials[k * size + offsets[part] + e];
-    }
+    if (a > 0) sum_blocks(out, partials.data(), a * b, size, blocks);
+    if (sums != nullptr) sum_blocks(sums, partials.data() + a * b, b, size, blocks);
 }
 
 // Batch statistics of x [n, c]: sums [c] of x, then (given mean) of (x - mean)^2, in double.
