@@ -1,4 +1,5 @@
-"""Compatibility layers: the spconv 2.x API on irregconv (``spconv``) and PyG graph conversions (``pyg``)."""
+"""Compatibility layers: the spconv 2.3.8 API on irregconv (the package ``spconv``, laid out as spconv's) and PyG
+graph conversions (``pyg``)."""
 from . import spconv
 
 __all__ = ["spconv"]
