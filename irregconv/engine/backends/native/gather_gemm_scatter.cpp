@@ -351,27 +351,34 @@ void nonzero_part(const NonzeroJob& job, int64_t t) {
 constexpr int64_t ROW_BLOCK = 256;
 
 struct CsrGradJob {
-    const int64_t* row_ptr; const int32_t* cols; const float* vals; int64_t n; const float* g; int64_t c_out;
-    float* partials; int64_t size; int64_t blocks; int64_t parts; char* valid;
+    const int64_t* row_ptr; const int32_t* cols; const float* vals; int64_t n; int64_t c_in; int64_t num_entries;
+    const float* g; int64_t c_out; float* partials; int64_t size; int64_t blocks; int64_t parts; char* valid;
 };
 
+// false at the first row whose entries leave [0, num_entries) or whose column leaves [0, c_in)
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-void csr_block_outer(const CsrGradJob& job, int64_t b) {
+bool csr_block_outer(const CsrGradJob& job, int64_t b) {
     float* partial = job.partials + b * job.size;
     std::fill(partial, partial + job.size, 0.0f);
     for (int64_t r = job.n * b / job.blocks; r < job.n * (b + 1) / job.blocks; ++r) {
         const float* g_row = job.g + r * job.c_out;
-        for (int64_t q = job.row_ptr[r]; q < job.row_ptr[r + 1]; ++q) {
-            float* p_row = partial + static_cast<int64_t>(job.cols[q]) * job.c_out;
+        const int64_t begin = job.row_ptr[r], end = job.row_ptr[r + 1];
+        if (begin < 0 || end > job.num_entries) return false;
+        for (int64_t q = begin; q < end; ++q) {
+            const int64_t column = job.cols[q];
+            if (column < 0 || column >= job.c_in) return false;
+            float* p_row = partial + column * job.c_out;
             const float v = job.vals[q];
             for (int64_t col = 0; col < job.c_out; col += 16) add16(p_row + col, v * load16(g_row + col));
         }
     }
+    return true;
 }
 
 void csr_grad_part(const CsrGradJob& job, int64_t t) {
-    for (int64_t b = t; b < job.blocks; b += job.parts) csr_block_outer(job, b);
-    job.valid[t] = 1;
+    bool valid = true;
+    for (int64_t b = t; b < job.blocks && valid; b += job.parts) valid = csr_block_outer(job, b);
+    job.valid[t] = valid;
 }
 
 // torch's OpenMP entry points (libgomp ABI), when the caller found them
@@ -807,7 +814,7 @@ void column_sums(ColumnJob job, double* first, double* second, int64_t threads) 
 extern "C" {
 
 // Version of this interface; the Python side refuses a library built from other sources.
-int64_t irc_native_version() { return 19; }
+int64_t irc_native_version() { return 20; }
 
 // Hand over torch's OpenMP runtime: GOMP_parallel, omp_get_thread_num, omp_get_num_threads.
 void irc_use_openmp(void* parallel, void* thread_num, void* num_threads) {
@@ -878,17 +885,20 @@ int64_t irc_nonzero_rows_matmul(const float* x, int64_t n, int64_t c_in, const f
     return threads;
 }
 
-// grad_w [c_in, c_out] = X^T g for the CSR matrix X (row_ptr [n + 1], cols, vals) of c_in columns and
-// g [n, c_out], c_out a multiple of 16; the same bits for any thread count.
-void irc_csr_weight_grad(const int64_t* row_ptr, const int32_t* cols, const float* vals, int64_t n, int64_t c_in,
-                         const float* g, int64_t c_out, float* grad_w, int64_t threads) {
+// grad_w [c_in, c_out] = X^T g for the CSR matrix X (row_ptr [n + 1], cols and vals [num_entries]) of c_in columns
+// and g [n, c_out], c_out a multiple of 16; the same bits for any thread count. Returns 0, or 1 if a row's entries
+// leave [0, num_entries) or a column leaves [0, c_in) (grad_w is then left as it was).
+int64_t irc_csr_weight_grad(const int64_t* row_ptr, const int32_t* cols, const float* vals, int64_t num_entries,
+                            int64_t n, int64_t c_in, const float* g, int64_t c_out, float* grad_w, int64_t threads) {
     const int64_t size = c_in * c_out, blocks = std::min(MAX_ITEMS, (n + ROW_BLOCK - 1) / ROW_BLOCK);
     AlignedFloats partials(blocks * size);
     threads = std::max<int64_t>(1, std::min<int64_t>(threads, blocks));
     std::vector<char> valid(threads, 0);
-    run_parts<CsrGradJob, csr_grad_part>(CsrGradJob{row_ptr, cols, vals, n, g, c_out, partials.data(), size, blocks,
-                                                    threads, valid.data()});
+    if (!run_parts<CsrGradJob, csr_grad_part>(CsrGradJob{row_ptr, cols, vals, n, c_in, num_entries, g, c_out,
+                                                         partials.data(), size, blocks, threads, valid.data()}))
+        return 1;
     sum_blocks(grad_w, partials.data(), size, size, blocks);
+    return 0;
 }
 
 // out [a, b] = x^T g and, if sums is given, sums [b] = the column sums of g, for row-major x [n, a] (a = 0: sums

@@ -16,8 +16,8 @@ int64_t irc_conv_weight_grad(const float* x, int64_t c_in, int64_t num_in, const
                              int64_t num_k, int64_t skip, float* grad_w, int64_t threads);
 int64_t irc_nonzero_rows_matmul(const float* x, int64_t n, int64_t c_in, const float* w, int64_t c_out, float* out,
                                 int32_t* cols, float* vals, int64_t* row_nnz, int64_t threads);
-void irc_csr_weight_grad(const int64_t* row_ptr, const int32_t* cols, const float* vals, int64_t n, int64_t c_in,
-                         const float* g, int64_t c_out, float* grad_w, int64_t threads);
+int64_t irc_csr_weight_grad(const int64_t* row_ptr, const int32_t* cols, const float* vals, int64_t num_entries,
+                            int64_t n, int64_t c_in, const float* g, int64_t c_out, float* grad_w, int64_t threads);
 void irc_rows_outer(const float* x, int64_t a, const float* g, int64_t b, int64_t n, float* out, float* sums,
                     int64_t threads);
 void irc_column_moments(const float* x, int64_t n, int64_t c, double* sums, double* mean, double* squares,

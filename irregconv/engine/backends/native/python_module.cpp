@@ -96,11 +96,11 @@ PyObject* nonzero_rows_matmul(PyObject*, PyObject* const* args, Py_ssize_t nargs
 }
 
 PyObject* csr_weight_grad(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    int64_t v[9];
-    if (!parse("csr_weight_grad", args, nargs, "pppiipipi", v)) return nullptr;
+    int64_t v[10];
+    if (!parse("csr_weight_grad", args, nargs, "pppiiipipi", v)) return nullptr;
     return released([&] {
-        irc_csr_weight_grad(at<const int64_t>(v[0]), at<const int32_t>(v[1]), at<const float>(v[2]), v[3], v[4],
-            at<const float>(v[5]), v[6], at<float>(v[7]), v[8]);
+        return irc_csr_weight_grad(at<const int64_t>(v[0]), at<const int32_t>(v[1]), at<const float>(v[2]), v[3],
+            v[4], v[5], at<const float>(v[6]), v[7], at<float>(v[8]), v[9]);
     });
 }
 
