@@ -126,3 +126,84 @@ def test_concatenated_levels_pattern(make_input):
     with pytest.raises(ValueError, match=r"SparseConvTensor.indices: .*coords has spatial axis \d \(column "
                                          r"\d\) = \d+, but spatial_shape"):
         conv(coarse)  # its indices now lie outside its own (coarse) spatial_shape
+
+
+def pair_triples(record, out_indices):
+    """``{(k, input row, output site)}`` of a record's ``indice_pairs`` (output rows named by their coordinates,
+    since spconv orders strided outputs its own way)."""
+    pairs = record.indice_pairs
+    k, j = (pairs[0] >= 0).nonzero(as_tuple=True)
+    return {(int(a), int(b), tuple(out_indices[int(c)].tolist())) for a, b, c in zip(k, pairs[0, k, j], pairs[1, k, j])}
+
+
+@needs_spconv
+@pytest.mark.parametrize("name,args,kwargs", [
+    ("SubMConv3d", (4, 5, 3), {}),
+    ("SubMConv3d", (4, 5, (3, 1, 3)), {"dilation": 2}),
+    ("SparseConv3d", (4, 5, 3, 2, 1), {}),
+    ("SparseConv3d", (4, 5, (2, 3, 1), (2, 1, 1), (0, 1, 0)), {}),
+    ("SparseConvTranspose3d", (4, 5, 3, 2), {}),
+    ("SparseMaxPool3d", (3, 2, 1), {}),
+])
+def test_indice_data_fields_match_spconv(name, args, kwargs, real_spconv, run_spconv, make_input, shim_twin):
+    feats, coords, shape, batch = make_input(60, (7, 8, 9))
+    if "Pool" in name:
+        theirs, ours = getattr(real_spconv(), name)(*args, **kwargs, indice_key="k"), getattr(spconv, name)(
+            *args, **kwargs, indice_key="k")
+    else:
+        theirs, ours = shim_twin(name, *args, **kwargs, indice_key="k")
+    expected = run_spconv(theirs, feats.abs(), coords, shape, batch).find_indice_pair("k")
+    got = ours(spconv.SparseConvTensor(feats.abs(), coords, shape, batch)).find_indice_pair("k")
+    for field in ("is_subm", "ksize", "stride", "dilation", "spatial_shape", "out_spatial_shape"):
+        assert getattr(got, field) == getattr(expected, field), field
+    if not got.is_subm:  # spconv records a submanifold layer's padding argument, which has no effect
+        assert got.padding == expected.padding
+    assert got.algo is spconv.ConvAlgo.Native and str(expected.algo) == "ConvAlgo.Native"
+    assert torch.equal(got.indices, expected.indices)
+    assert got.indice_pairs.shape == expected.indice_pairs.shape and got.indice_pairs.dtype == torch.int32
+    assert pair_triples(got, got.out_indices) == pair_triples(expected, expected.out_indices)
+    their_columns = (expected.indice_pairs[0] >= 0).sum(1).int()
+    assert torch.equal(got.indice_pair_num, their_columns)
+    if not got.is_subm:  # spconv's CPU submanifold count leaves out the centre and the offsets after it
+        assert torch.equal(got.indice_pair_num, expected.indice_pair_num)
+    assert int(got.indice_pair_num.sum()) == got.rulebook.num_pairs
+
+
+@needs_spconv
+def test_minus_and_shadow_copy_match_spconv(real_spconv, make_input):
+    feats, coords, shape, batch = make_input()
+    theirs = real_spconv().SparseConvTensor(feats, coords, shape, batch, indice_dict={"k": None})
+    ours = spconv.SparseConvTensor(feats, coords, shape, batch, indice_dict={"k": None})
+    assert torch.equal(ours.minus().features, theirs.minus().features)
+    assert torch.equal(ours.minus().indices, theirs.minus().indices)
+    for x in (ours, theirs):
+        copy = x.shadow_copy()
+        assert copy is not x and copy.features is x.features and copy.indices is x.indices
+        assert copy.indice_dict is x.indice_dict and copy.spatial_shape == x.spatial_shape
+    leaf = feats.clone().requires_grad_()
+    spconv.SparseConvTensor(leaf, coords, shape, batch).minus().features.sum().backward()
+    assert torch.equal(leaf.grad, -torch.ones_like(feats))
+
+
+@needs_spconv
+def test_select_by_index(real_spconv, make_input):
+    feats, coords, shape, batch = make_input()
+    with pytest.raises(ValueError, match="you can't set feature directly"):  # spconv 2.3.8's own is broken
+        real_spconv().SparseConvTensor(feats, coords, shape, batch).select_by_index(torch.arange(3))
+    x = spconv.SubMConv3d(4, 4, 3, indice_key="s")(spconv.SparseConvTensor(feats, coords, shape, batch))
+    rows = torch.tensor([5, 0, 17, 3])
+    mask = torch.zeros(coords.size(0), dtype=torch.bool)
+    mask[rows] = True
+    conv = spconv.SubMConv3d(4, 2, 3)
+    for index, order in ((rows, rows), (mask, rows.sort().values)):
+        picked = x.select_by_index(index)
+        assert torch.equal(picked.features, x.features[order]) and torch.equal(picked.indices, x.indices[order])
+        assert picked.indice_dict == {} and set(x.indice_dict) == {"s"}
+        assert picked.spatial_shape == shape and picked.batch_size == batch
+        expected = conv(spconv.SparseConvTensor(x.features[order], coords[order], shape, batch))
+        assert torch.equal(conv(picked).features, expected.features)
+    with pytest.raises(TypeError, match=r"SparseConvTensor.select_by_index: valid_indices must be a bool mask "
+                                        r"\[N\] = \[240\] or an integer tensor of row indices \[M\], got torch.float32"):
+        x.select_by_index(rows.float())
+    with pytest.raises(ValueError, match="the bool mask has 3 entries but the tensor has 240 rows"):
+        x.select_by_index(mask[:3])
