@@ -1,5 +1,4 @@
 """Weight layouts and spconv checkpoints: conversions, spconv state dicts loading unchanged, exact round trips."""
-import pytest
 import torch
 from torch import nn
 

@@ -15,7 +15,6 @@ from .pool import (SparseAvgPool, SparseAvgPool1d, SparseAvgPool2d, SparseAvgPoo
                    SparseGlobalMaxOrAvgPool, SparseGlobalMaxPool, SparseMaxPool, SparseMaxPool1d, SparseMaxPool2d,
                    SparseMaxPool3d, SparseMaxPool4d)
 from .tables import AddTable, AddTableMisaligned, ConcatTable, JoinTable
-from . import conv, core, modules, pool  # noqa: E402  (also bound by the imports above)
 
 __all__ = [
     "AddTable", "AddTableMisaligned", "ConcatTable", "ConvAlgo", "Identity", "IndiceData", "JoinTable", "RemoveGrid",

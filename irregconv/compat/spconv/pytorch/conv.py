@@ -194,28 +194,28 @@ class SubMConvNd(SparseConvolution):
                          large_kernel_fast_algo=large_kernel_fast_algo, name=name)
 
 
-class SparseConvNd(SparseConvolution):
+class _StridedSignature(SparseConvolution):
+    """spconv's signature of the strided and the transposed convolutions; subclasses set ``ndim`` and
+    ``generative`` (False: a strided convolution, True: a generative transposed one)."""
+    ndim = 0
+    generative = False
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
+                 indice_key=None, algo=None, fp32_accum=None, record_voxel_count=False, large_kernel_fast_algo=False,
+                 name=None):
+        super().__init__(type(self).ndim, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                         bias, transposed=type(self).generative, indice_key=indice_key, algo=algo,
+                         fp32_accum=fp32_accum, record_voxel_count=record_voxel_count,
+                         large_kernel_fast_algo=large_kernel_fast_algo, name=name)
+
+
+class SparseConvNd(_StridedSignature):
     """Strided sparse convolution (outputs on every site a kernel tap reaches), spconv's signature."""
-    ndim = 0
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
-                 indice_key=None, algo=None, fp32_accum=None, record_voxel_count=False, large_kernel_fast_algo=False,
-                 name=None):
-        super().__init__(type(self).ndim, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                         bias, indice_key=indice_key, algo=algo, fp32_accum=fp32_accum,
-                         record_voxel_count=record_voxel_count, large_kernel_fast_algo=large_kernel_fast_algo, name=name)
 
 
-class SparseConvTransposeNd(SparseConvolution):
+class SparseConvTransposeNd(_StridedSignature):
     """Generative transposed sparse convolution, spconv's signature."""
-    ndim = 0
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
-                 indice_key=None, algo=None, fp32_accum=None, record_voxel_count=False, large_kernel_fast_algo=False,
-                 name=None):
-        super().__init__(type(self).ndim, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                         bias, transposed=True, indice_key=indice_key, algo=algo, fp32_accum=fp32_accum,
-                         record_voxel_count=record_voxel_count, large_kernel_fast_algo=large_kernel_fast_algo, name=name)
+    generative = True
 
 
 class SparseInverseConvNd(SparseConvolution):

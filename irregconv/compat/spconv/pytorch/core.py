@@ -151,6 +151,9 @@ class SparseConvTensor:
         benchmark, permanent_thrust_allocator, enable_timer, force_algo: spconv's CUDA/profiling options,
             accepted and ignored.
 
+    Methods as spconv's: :meth:`replace_feature`, :meth:`shadow_copy`, :meth:`minus`, :meth:`select_by_index`,
+    :meth:`dense`, :meth:`from_dense`, :meth:`find_indice_pair`, ``+`` (features added on the same sites).
+
     ``features`` and ``indices`` may be reassigned (spconv 1.x style, and the concatenations of VoxelNeXt-like
     code); the coordinate set (hash table, cached rulebooks) is rebuilt and validated the next time a
     layer needs it, also after an in-place change of ``indices``. Rows of ``features`` and ``indices`` must

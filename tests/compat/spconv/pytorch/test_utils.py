@@ -1,6 +1,5 @@
 """spconv.pytorch.utils: PointToVoxel against spconv 2.3.8's (voxels, cells, counts and per-point voxel ids, bit for
 bit) and gather_features_by_pc_voxel_id against spconv's and a gather oracle (values and gradients)."""
-import numpy as np
 import pytest
 import torch
 
