@@ -50,29 +50,20 @@ def sparse_add(*tens: SparseConvTensor) -> SparseConvTensor:
         - ``features [N_i, C]`` each -> ``features [N_out, C]``, ``N_out`` the number of distinct sites.
     """
     tensors = _check_operands(tens, "sparse_add")
-    first = tensors[0]
-    largest = max(tensors, key=lambda t: t.features.size(0))  # the first of the largest, as spconv
-    keys = torch.cat([t.sites().keys for t in tensors])
-    union, rows = torch.unique(keys, sorted=True, return_inverse=True)
-    if union.numel() == largest.features.size(0):
-        sites, indice_dict = largest.sites(), largest.indice_dict
-        # rows of the union in the largest operand's order
-        order = torch.empty_like(union)
-        offset = 0
-        for t in tensors:
-            if t is largest:
-                order[rows[offset:offset + t.features.size(0)]] = torch.arange(union.numel(), device=union.device)
-            offset += t.features.size(0)
-        rows = order[rows]
-    else:
-        sites, indice_dict = None, {}
+    first, sizes = tensors[0], [t.features.size(0) for t in tensors]
+    largest = max(range(len(tensors)), key=sizes.__getitem__)  # the first of the largest, as spconv
+    union, rows = torch.unique(torch.cat([t.sites().keys for t in tensors]), sorted=True, return_inverse=True)
+    keep_largest = union.numel() == sizes[largest]
+    if keep_largest:  # number the union in the largest operand's row order
+        position = torch.empty_like(union)
+        position[rows.split(sizes)[largest]] = torch.arange(union.numel(), device=union.device)
+        rows = position[rows]
     features = first.features.new_zeros(union.numel(), first.features.size(1))
-    offset = 0
-    for t in tensors:
-        features = features.index_add(0, rows[offset:offset + t.features.size(0)], t.features)
-        offset += t.features.size(0)
-    if sites is not None:
-        return SparseConvTensor._on_sites(features, sites, indice_dict, first.grid, first.voxel_num)
+    for t, t_rows in zip(tensors, rows.split(sizes)):
+        features = features.index_add(0, t_rows, t.features)
+    if keep_largest:
+        return SparseConvTensor._on_sites(features, tensors[largest].sites(), tensors[largest].indice_dict,
+                                          first.grid, first.voxel_num)
     indices = first.indices.new_empty(union.numel(), first.indices.size(1))
     indices[rows] = torch.cat([t.indices for t in tensors])
     return SparseConvTensor(features, indices, first.spatial_shape, first.batch_size, first.grid, first.voxel_num)
