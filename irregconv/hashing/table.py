@@ -97,6 +97,11 @@ class HashTable:
             absent or falls outside ``spatial_shape``.
         """
         radices = key_radices(spatial_shape, batch_size)
+        if coords.dim() != 2 or displacements.dim() != 2 or not (
+                coords.size(1) - 1 == displacements.size(1) == len(radices) - 1):
+            raise ValueError(f"HashTable.lookup_neighbors: coords [N, 1 + D], displacements [K, D] and spatial_shape "
+                             f"[D] must agree on D, got {list(coords.shape)}, {list(displacements.shape)} and "
+                             f"{list(spatial_shape)}")
         if self.backend == "numba":
             out = _kernels().lookup_neighbors(
                 self._slots_key, self._slots_val, coords.contiguous().numpy(),

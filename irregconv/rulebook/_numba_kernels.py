@@ -234,16 +234,21 @@ def fill_new_neighbors(rank, order, pair_offset, pair_input, neighbors):
 
 @numba.njit(cache=True)
 def _counting_pass(keys, size, src, dst):
-    """Stable counting sort of the permutation ``src`` by ``keys[src]`` (values in ``[0, size)``) into ``dst``."""
+    """Stable counting sort of the permutation ``src`` by ``keys[src]`` into ``dst``; False (``dst`` untouched) if a
+    key lies outside ``[0, size)``."""
     starts = np.zeros(size + 1, dtype=np.int64)
     for p in range(src.shape[0]):
-        starts[keys[src[p]] + 1] += 1
+        v = keys[src[p]]
+        if v < 0 or v >= size:
+            return False
+        starts[v + 1] += 1
     for v in range(size):
         starts[v + 1] += starts[v]
     for p in range(src.shape[0]):
         v = keys[src[p]]
         dst[starts[v]] = src[p]
         starts[v] += 1
+    return True
 
 
 @numba.njit(cache=True)
@@ -277,12 +282,13 @@ def argsort_keys(keys, key_bound):
 @numba.njit(cache=True)
 def sort_pairs(offset, out_idx, in_idx, num_k, num_out, num_in):
     """Permutation sorting pairs by (offset, out, in), ties kept in input order: an LSD radix sort of three
-    stable counting passes, O(P + K + N_out + N_in) (torch's comparison sort took 0.5 ms for Cora's 13k edges)."""
+    stable counting passes, O(P + K + N_out + N_in) (torch's comparison sort took 0.5 ms for Cora's 13k edges).
+    Returns ``(order, valid)``: ``valid`` False if an index lies outside ``[0, num_in)``, ``[0, num_out)`` or
+    ``[0, num_k)``."""
     order = np.arange(in_idx.shape[0])
     scratch = np.empty_like(order)
-    _counting_pass(in_idx, num_in, order, scratch)
-    _counting_pass(out_idx, num_out, scratch, order)
+    if not (_counting_pass(in_idx, num_in, order, scratch) and _counting_pass(out_idx, num_out, scratch, order)):
+        return order, False
     if num_k > 1:
-        _counting_pass(offset, num_k, order, scratch)
-        return scratch
-    return order
+        return scratch, _counting_pass(offset, num_k, order, scratch)
+    return order, True

@@ -161,9 +161,12 @@ def sort_pairs(offset: Tensor, in_idx: Tensor, out_idx: Tensor, num_in: int, num
     (repeated graph edges) keep their input order."""
     if use_numba(in_idx):
         num_k = int(offset.max()) + 1 if offset.numel() else 1
-        order = kernels("irregconv.rulebook._numba_kernels").sort_pairs(
-            offset.contiguous().numpy(), out_idx.contiguous().numpy(), in_idx.contiguous().numpy(), num_k,
-            max(num_out, 1), max(num_in, 1))
+        order, valid = kernels("irregconv.rulebook._numba_kernels").sort_pairs(
+            *(x.long().contiguous().numpy() for x in (offset, out_idx, in_idx)), num_k, max(num_out, 1),
+            max(num_in, 1))
+        if not valid:
+            raise ValueError(f"sort_pairs: every pair needs an input row in [0, {num_in}), an output row in "
+                             f"[0, {num_out}) and an offset >= 0")
         return torch.from_numpy(order)
     key = (offset * num_out + out_idx) * max(num_in, 1) + in_idx
     return torch.argsort(key, stable=True)

@@ -59,6 +59,11 @@ def candidates(coords: Tensor, region: KernelRegion, stride: Sequence[int], padd
         ``(keys [V], inputs [V], counts [K])``: the output site's key over ``(batch, *out_shape)`` and the
         input row of each candidate, grouped by tap (``counts`` per tap), inputs ascending within a tap.
     """
+    dims = coords.size(1) - 1 if coords.dim() == 2 else -1
+    if not (region.dims == dims == len(stride) == len(padding) == len(dilation) == len(out_shape)):
+        raise ValueError(f"candidates: coords [N, 1 + D] ({list(coords.shape)}), the kernel region ({region.dims} "
+                         f"axes), stride {list(stride)}, padding {list(padding)}, dilation {list(dilation)} and the "
+                         f"output shape {list(out_shape)} must agree on D")
     if use_numba(coords):
         _numba_kernels = kernels("irregconv.rulebook._numba_kernels")
         as_array = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731

@@ -45,6 +45,10 @@ def build_subm_rulebook(coords: Tensor, spatial_shape: Sequence[int], batch_size
                         in_spatial_shape=tuple(spatial_shape), out_spatial_shape=tuple(spatial_shape))
     if keys is None and (table is None or mirror is not None):
         keys = pack_keys(coords, spatial_shape, batch_size)
+    if disp.size(1) != coords.size(1) - 1 or (keys is not None and keys.shape != (n,)):
+        raise ValueError(f"build_subm_rulebook: the kernel region has {disp.size(1)} axes and coords "
+                         f"{list(coords.shape)} (one row per site, batch then D axes), keys "
+                         f"{None if keys is None else list(keys.shape)}: they must agree on D and N")
     if mirror is None:
         table = table or HashTable(keys, backend=backend)
         neighbors = table.lookup_neighbors(coords, disp, spatial_shape, batch_size).to(coords.device)

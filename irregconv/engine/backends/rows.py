@@ -44,6 +44,34 @@ def _numba_serves(out: Tensor, src: Tensor) -> bool:
     return WITH_NUMBA and out.dtype in _NUMBA_DTYPES and _writable_cpu_rows(out, src)
 
 
+def _arrays(kernel: str, *named: Tuple[str, Tensor]) -> list:
+    """The named tensors as numpy arrays for a numba kernel (after :func:`native._refuse_tracing`: a traced tensor
+    has no memory), each a plain CPU strided tensor (numpy shares its memory)."""
+    native._refuse_tracing(kernel)
+    arrays = []
+    for name, x in named:
+        x = x if type(x) is Tensor else native._plain(kernel, name, x)
+        if not x.is_cpu or x.layout != torch.strided:
+            raise ValueError(f"{kernel}: {name} must be a strided CPU tensor, got layout {x.layout} on {x.device}")
+        arrays.append(x.detach().numpy())
+    return arrays
+
+
+def check_csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Tensor, src: Tensor) -> None:
+    """The sizes the row sums read by (the numba kernel checks every entry's range and column, torch's product its
+    invariants): ``crow [N + 1]``, ``col [nnz]``, ``values [>= nnz]``, ``src [N_src, C]`` for ``out [N, C]``."""
+    kernel = "csr_rows_add"
+    if out.dim() != 2 or src.dim() != 2 or src.size(1) != out.size(1):
+        raise ValueError(f"{kernel}: out [N, C] and src [N_src, C] must have the same channels, got "
+                         f"{list(out.shape)} and {list(src.shape)}")
+    if crow.shape != (out.size(0) + 1,):
+        raise ValueError(f"{kernel}: crow must have {out.size(0) + 1} entries (one per output row and one), got "
+                         f"{list(crow.shape)}")
+    if col.dim() != 1 or values.dim() != 1 or values.numel() < col.numel():
+        raise ValueError(f"{kernel}: col and values must be vectors with a value per entry, got {list(col.shape)} and "
+                         f"{list(values.shape)}")
+
+
 def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Optional[Tensor], src: Tensor,
                  order: Optional[Tensor] = None, overwrite: bool = False, bias: Optional[Tensor] = None) -> Tensor:
     """In place ``out[o] += sum_{q in crow[o]:crow[o + 1]} values[order[q]] * src[col[q]]`` (``values[q]``
@@ -67,16 +95,31 @@ def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Optional[Tensor
     crow, col = crow.long(), col.long()  # the engine may keep int32 columns for the native kernel
     if order is not None:
         values = values.index_select(0, order)
+    check_csr_rows_add(out, crow, col, values, src)
     if overwrite and bias is not None:
         out.copy_(bias.expand_as(out))
     elif overwrite:
         out.zero_()
     if _numba_serves(out, src):
-        _kernels().csr_rows_add(out.numpy(), crow.numpy(), col.numpy(), values.contiguous().numpy(),
-                                src.contiguous().numpy())
+        if not _kernels().csr_rows_add(*_arrays("csr_rows_add", ("out", out), ("crow", crow), ("col", col),
+                                                ("values", values.contiguous()), ("src", src.contiguous()))):
+            raise ValueError(f"csr_rows_add: crow must rise within the {col.numel()} entries and every column must be "
+                             f"in [0, {src.size(0)})")
         return out
-    adjacency = torch.sparse_csr_tensor(crow, col, values, (out.size(0), src.size(0)), check_invariants=False)
+    # invariants checked on the CPU, where a broken index would read outside src (one pass over the indices)
+    adjacency = torch.sparse_csr_tensor(crow, col, values[:col.numel()], (out.size(0), src.size(0)),
+                                        check_invariants=out.is_cpu)
     return out.add_(adjacency @ src)
+
+
+def check_scatter_add_rows(out: Tensor, idx: Tensor, src: Tensor) -> None:
+    """The arguments of the numba scatter: ``idx [P]`` int64 and ``src [P, C]`` for ``out [N, C]`` (the kernel
+    checks every row of ``idx``)."""
+    if idx.dtype != torch.int64 or idx.dim() != 1:
+        raise TypeError(f"scatter_add_rows: idx must be an int64 vector, got {idx.dtype} {list(idx.shape)}")
+    if out.dim() != 2 or src.shape != (idx.numel(), out.size(1)):
+        raise ValueError(f"scatter_add_rows: out [N, C] and src [P, C] need one src row per idx entry ({idx.numel()}) "
+                         f"and the same channels, got {list(out.shape)} and {list(src.shape)}")
 
 
 def scatter_add_rows(out: Tensor, idx: Tensor, src: Tensor, fallback_slices: Iterable[Tuple[int, int]]) -> Tensor:
@@ -90,9 +133,14 @@ def scatter_add_rows(out: Tensor, idx: Tensor, src: Tensor, fallback_slices: Ite
             indices; used off the numba path.
     """
     if _numba_serves(out, src):
+        check_scatter_add_rows(out, idx, src)
         module = _kernels()
         blocks = max(1, min(module.numba.get_num_threads(), out.size(0)))
-        module.scatter_add_owned(out.numpy(), idx.numpy(), src.contiguous().numpy(), blocks)
+        outside = module.scatter_add_owned(*_arrays("scatter_add_rows", ("out", out), ("idx", idx),
+                                                    ("src", src.contiguous())), blocks)
+        if outside:
+            raise IndexError(f"scatter_add_rows: {outside} entries of idx are outside [0, {out.size(0)}) (their rows "
+                             f"were left out)")
         return out
     for start, end in fallback_slices:
         out.index_add_(0, idx[start:end], src[start:end])

@@ -114,7 +114,8 @@ def serves_rows(x: Tensor) -> bool:
 
 #: what a buffer's strides may be: any (the wrapper copies it into rows first), rows (contiguous), or rows or a
 #: transposed view of a row-major matrix (:func:`is_transposed`, read or written in place)
-ANY_STRIDES, ROWS, ROWS_OR_COLUMNS = "any strides", "contiguous", "contiguous or a transposed view of a row-major matrix"
+ANY_STRIDES, ROWS = "any strides", "contiguous"
+ROWS_OR_COLUMNS = "contiguous or a transposed view of a row-major matrix"
 
 
 def _refuse_tracing(kernel: str) -> None:

@@ -11,6 +11,9 @@
 
 #include <cstdint>
 #include <cstring>
+#include <exception>
+#include <new>
+#include <string>
 #include <type_traits>
 
 #include "kernels.h"
@@ -40,21 +43,33 @@ T* at(int64_t address) {
     return reinterpret_cast<T*>(static_cast<intptr_t>(address));
 }
 
-// Runs kernel() without the GIL; its int64 status as a Python int (void kernels: None).
+// Runs kernel() without the GIL; its int64 status as a Python int (void kernels: None). A C++ exception (the
+// kernels' scratch allocations: std::bad_alloc) becomes a Python MemoryError / RuntimeError instead of ending the
+// process.
 template <typename Kernel>
 PyObject* released(Kernel kernel) {
-    if constexpr (std::is_void_v<decltype(kernel())>) {
-        Py_BEGIN_ALLOW_THREADS
-        kernel();
-        Py_END_ALLOW_THREADS
-        Py_RETURN_NONE;
-    } else {
-        int64_t status;
-        Py_BEGIN_ALLOW_THREADS
-        status = kernel();
-        Py_END_ALLOW_THREADS
-        return PyLong_FromLongLong(status);
+    int64_t status = 0;
+    std::string failure;  // a copy: what() dies with the exception
+    bool out_of_memory = false;
+    Py_BEGIN_ALLOW_THREADS
+    try {
+        if constexpr (std::is_void_v<decltype(kernel())>) kernel();
+        else status = kernel();
+    } catch (const std::bad_alloc&) {
+        out_of_memory = true;
+    } catch (const std::exception& error) {
+        failure = error.what();
+    } catch (...) {
+        failure = "unknown C++ exception";
     }
+    Py_END_ALLOW_THREADS
+    if (out_of_memory) return PyErr_NoMemory();
+    if (!failure.empty()) {
+        PyErr_Format(PyExc_RuntimeError, "native kernel failed: %s", failure.c_str());
+        return nullptr;
+    }
+    if constexpr (std::is_void_v<decltype(kernel())>) Py_RETURN_NONE;
+    else return PyLong_FromLongLong(status);
 }
 
 PyObject* version(PyObject*, PyObject* const*, Py_ssize_t) { return PyLong_FromLongLong(irc_native_version()); }
