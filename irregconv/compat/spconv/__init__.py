@@ -47,14 +47,16 @@ the strided convolution (or pool) they invert by its key, as in spconv.
   (spconv raises for max and gives NaN for mean);
 * a strided convolution may reuse its own key with the same geometry on the same sites (spconv asserts);
 * ``groups`` must be 1 (spconv 2.x has no grouped weights; use :class:`irregconv.nn.SubMConv3d` with
-  ``groups``); ``algo``, ``fp32_accum`` and ``large_kernel_fast_algo`` select CUDA kernels in spconv
-  and are accepted and ignored here; fused activations are not offered (add ``nn.ReLU()``);
+  ``groups``); ``algo`` (a ``ConvAlgo``, checked) is kept as ``self.algo`` and the one algorithm runs whatever
+  it says; ``fp32_accum`` and ``large_kernel_fast_algo`` select CUDA kernels in spconv and are accepted and
+  ignored here; fused activations are not offered (add ``nn.ReLU()``);
 * ``torch.nn.BatchNorm1d`` inside :class:`SparseSequential`, and :class:`SparseBatchNorm`, use thread-count-independent
   statistics (:func:`irregconv.functional.batch_norm.batch_norm_module_rows`, same formula and buffers);
 * ``IndiceData.indice_pair_num`` counts every pair (see :class:`~.pytorch.core.IndiceData`), ``sparse_add`` keeps
   the largest operand's row order when the sum has its sites, ``HashTable`` lists its items in insertion order,
   ``SparseConvTensor.select_by_index`` works (spconv 2.3.8's raises), and ``point_to_voxel_empty_mean`` gives each
-  voxel its own mean (spconv's carries each mean into the next voxel); each is documented where it is defined.
+  voxel its own mean (spconv's carries each mean into the next voxel); the voxel generators do not allocate
+  spconv's dense per-cell ``densehashdata`` grid; each is documented where it is defined.
 
 Example:
     >>> import torch
