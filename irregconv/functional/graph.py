@@ -68,11 +68,47 @@ def coo_parts(x: Tensor) -> Tuple[Tensor, Tensor]:
     return (x.indices(), x.values()) if x.is_coalesced() else (x._indices(), x._values())
 
 
-def unpack_graph_inputs(x, edge_index, edge_weight: Optional[Tensor], owner: str):
-    """Normalise a layer's ``(x, edge_index, edge_weight)`` to features and an edge list.
+def plain_tensor(tensor):
+    """``tensor`` as a plain ``torch.Tensor`` (same data and autograd graph); other values unchanged.
 
-    Accepts ``edge_index [2, E]``, a torch sparse adjacency ``A[target, source]`` (its values become the
-    edge weights), or a PyG ``Data`` passed as ``x`` (its ``x``, ``edge_index`` and ``edge_weight``).
+    PyG's ``EdgeIndex`` and ``Index`` are wrapper subclasses whose own ``data_ptr()`` is 0 (their data
+    lives in ``as_tensor()``), and every tensor derived from them is one too, so index tensors are made
+    plain before they reach the rulebook builders or a native kernel.
+    """
+    if type(tensor) is Tensor or not isinstance(tensor, Tensor):
+        return tensor
+    as_tensor = getattr(tensor, "as_tensor", None)  # PyG's EdgeIndex / Index
+    return as_tensor() if callable(as_tensor) else tensor.as_subclass(Tensor)
+
+
+def _graph_size(owner: str, size, edge_index) -> Tuple[Optional[int], Optional[int]]:
+    """``(N_src, N_dst)`` from ``size``, else from a sparse adjacency's shape or an ``EdgeIndex``'s sparse size."""
+    if size is None:
+        if edge_index.layout in SPARSE_LAYOUTS:
+            return edge_index.size(1), edge_index.size(0)
+        if type(edge_index) is Tensor:
+            return None, None
+        sparse_size = getattr(edge_index, "sparse_size", None)  # PyG's EdgeIndex
+        return tuple(sparse_size()) if callable(sparse_size) else (None, None)
+    if not (isinstance(size, (tuple, list)) and len(size) == 2
+            and all(s is None or (isinstance(s, int) and not isinstance(s, bool) and s >= 0) for s in size)):
+        raise ValueError(f"{owner}: size must be None or a pair (N_src, N_dst) of node counts (int or None), "
+                         f"got {size!r}")
+    if edge_index.layout in SPARSE_LAYOUTS and tuple(size) != (edge_index.size(1), edge_index.size(0)):
+        raise ValueError(f"{owner}: size = {tuple(size)} disagrees with the sparse adjacency A[target, source] "
+                         f"of shape {list(edge_index.shape)}; pass size=None")
+    return tuple(size)
+
+
+def unpack_graph_inputs(x, edge_index, edge_weight: Optional[Tensor], owner: str, size=None):
+    """Normalise a layer's ``(x, edge_index, edge_weight, size)`` to features, an edge list and node counts.
+
+    Accepts ``edge_index [2, E]`` (a tensor or PyG's ``EdgeIndex``, made plain), a torch sparse adjacency
+    ``A[target, source]`` (its values become the edge weights, its shape the size), or a PyG ``Data``
+    passed as ``x`` (its ``x``, ``edge_index`` and ``edge_weight``).
+
+    Returns:
+        ``(x, edge_index [2, E], edge_weight [E] or None, (N_src, N_dst))``, the counts None where unknown.
     """
     if not isinstance(x, (Tensor, tuple, list)) and (hasattr(x, "edge_index") or hasattr(x, "adj_t")):
         from ..compat.pyg import from_pyg_data  # deferred: compat.pyg imports this module
@@ -81,8 +117,12 @@ def unpack_graph_inputs(x, edge_index, edge_weight: Optional[Tensor], owner: str
         x, edge_index, data_weight = from_pyg_data(x)
         edge_weight = data_weight if edge_weight is None else edge_weight
     if not isinstance(edge_index, Tensor):
-        raise TypeError(f"{owner}: edge_index must be a [2, E] int64 tensor or a torch sparse adjacency, got "
-                        f"{_describe(edge_index)}")
+        hint = (" (torch_sparse's SparseTensor is not supported: pass adj_t.to_torch_sparse_csr_tensor())"
+                if type(edge_index).__name__ == "SparseTensor" else "")
+        raise TypeError(f"{owner}: edge_index must be a [2, E] int64 tensor, a PyG EdgeIndex or a torch sparse "
+                        f"adjacency, got {_describe(edge_index)}{hint}")
+    size = _graph_size(owner, size, edge_index)
+    edge_index, edge_weight = plain_tensor(edge_index), plain_tensor(edge_weight)
     if edge_index.layout in SPARSE_LAYOUTS:
         if edge_weight is not None:
             raise ValueError(f"{owner}: edge_weight was given with a sparse adjacency; the adjacency's values "
@@ -104,7 +144,7 @@ def unpack_graph_inputs(x, edge_index, edge_weight: Optional[Tensor], owner: str
     for features in x if isinstance(x, (tuple, list)) else (x,):
         if isinstance(features, Tensor):
             _check_device(owner, "x", features, device)
-    return x, edge_index, edge_weight
+    return x, edge_index, edge_weight, size
 
 
 def _check_device(owner: str, name: str, tensor: Tensor, device: torch.device) -> None:
@@ -223,7 +263,7 @@ def gcn_norm(edge_index, edge_weight: Optional[Tensor] = None, num_nodes: Option
         >>> w
         tensor([0.5000, 0.5000, 0.5000, 0.5000])
     """
-    _, edge_index, edge_weight = unpack_graph_inputs(None, edge_index, edge_weight, "gcn_norm")
+    _, edge_index, edge_weight, _ = unpack_graph_inputs(None, edge_index, edge_weight, "gcn_norm")
     rulebook, scale = build_gcn_rulebook(edge_index, edge_weight, num_nodes, improved, add_self_loops, True, dtype)
     return torch.stack([rulebook.in_idx, rulebook.out_idx]), scale
 

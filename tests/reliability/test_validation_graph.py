@@ -6,6 +6,7 @@ import torch
 
 import irregconv.nn.graph as graph
 from irregconv.functional.graph import gcn_norm
+from irregconv.testing import with_package
 
 C_IN, C_OUT, N = 3, 5, 4
 EDGES = torch.tensor([[0, 1, 2], [1, 2, 3]])
@@ -48,7 +49,7 @@ def test_valid_input_runs(name):
     (EDGES.unsqueeze(-1), ValueError, r"edge_index must have shape \[2, E\] .*got \[2, 3, 1\]"),
     (EDGES.float(), TypeError, "edge_index must be int64 .or int32., got torch.float32"),
     (EDGES.bool(), TypeError, "edge_index must be int64 .or int32., got torch.bool"),
-    (EDGES.tolist(), TypeError, r"edge_index must be a \[2, E\] int64 tensor or a torch sparse adjacency, got list"),
+    (EDGES.tolist(), TypeError, r"edge_index must be a \[2, E\] int64 tensor, a PyG EdgeIndex or a torch sparse adjacency, got list"),
 ])
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_bad_edge_index(name, edge_index, error, match):
@@ -118,7 +119,7 @@ def test_weights_on_another_device_or_dtype(name):
 
 @pytest.mark.parametrize("cls", [graph.GCNConv, graph.GraphConv, graph.SAGEConv])
 @pytest.mark.parametrize("in_channels, out_channels, argument", [
-    (0, C_OUT, "in_channels"), (-1, C_OUT, "in_channels"), (3.0, C_OUT, "in_channels"), (True, C_OUT, "in_channels"),
+    (0, C_OUT, "in_channels"), (-2, C_OUT, "in_channels"), (3.0, C_OUT, "in_channels"), (True, C_OUT, "in_channels"),
     ("3", C_OUT, "in_channels"), (C_IN, 0, "out_channels"), (C_IN, 2.5, "out_channels"),
 ])
 def test_layer_channel_arguments(cls, in_channels, out_channels, argument):
@@ -128,7 +129,7 @@ def test_layer_channel_arguments(cls, in_channels, out_channels, argument):
 
 
 def test_gcn_is_not_bipartite():
-    with pytest.raises(ValueError, match=r"GCNConv: in_channels must be a positive int, got \(3, 3\)"):
+    with pytest.raises(ValueError, match=r"GCNConv: in_channels must be a positive int or -1 \(inferred from the first input\), got \(3, 3\)"):
         graph.GCNConv((C_IN, C_IN), C_OUT)
     with pytest.raises(ValueError, match="GCNConv received a tuple of node features"):
         graph.GCNConv(C_IN, C_OUT)((_x(), _x()), EDGES)
@@ -141,13 +142,16 @@ def test_message_network_must_be_a_module(cls, module):
         cls(module)
 
 
+@with_package("torch_geometric")  # names beyond the engine's reductions go to PyG's resolver
 def test_aggregation_names():
-    with pytest.raises(ValueError, match="SAGEConv: aggr must be one of .* got 'median'"):
-        graph.SAGEConv(C_IN, C_OUT, aggr="median")
-    with pytest.raises(ValueError, match="GraphConv: aggr must be one of .* got 'median'"):
-        graph.GraphConv(C_IN, C_OUT, aggr="median")
-    with pytest.raises(ValueError, match="EdgeConv: aggr must be one of .* got 'median'"):
-        graph.EdgeConv(torch.nn.Linear(2, 2), aggr="median")
+    for cls, args in ((graph.SAGEConv, (C_IN, C_OUT)), (graph.GraphConv, (C_IN, C_OUT)),
+                      (graph.EdgeConv, (torch.nn.Linear(2, 2),)), (graph.GINConv, (torch.nn.Linear(2, 2),))):
+        with pytest.raises(ValueError, match=f"{cls.__name__}: cannot resolve aggr='nonsense': Could not resolve"):
+            cls(*args, aggr="nonsense")
+        with pytest.raises(TypeError, match=f"{cls.__name__}: an aggr module must be a .*Aggregation, got Linear"):
+            cls(*args, aggr=torch.nn.Linear(2, 2))
+        with pytest.raises(TypeError, match=f"{cls.__name__}: aggr must be a string .* got int"):
+            cls(*args, aggr=3)
     with pytest.raises(ValueError, match="GCNConv: flow must be one of .* got 'up'"):
         graph.GCNConv(C_IN, C_OUT, flow="up")(_x(), EDGES)
 

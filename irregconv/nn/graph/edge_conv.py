@@ -7,17 +7,17 @@ segment reduction (max by default) scatters the messages into their targets.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor, nn
 
 from ...engine import aggregate
 from ...rulebook.cache import IdentityCache
-from ._common import check_message_nn, graph_pair_inputs
-
-AGGREGATIONS = ("max", "mean", "add", "sum", "min")
+from ._common import Aggr, GraphLayer, aggregate_messages, check_message_nn, graph_pair_inputs, resolve_aggregation
 
 
-class EdgeConv(nn.Module):
+class EdgeConv(GraphLayer):
     """Edge convolution, drop-in for PyG's ``EdgeConv``.
 
     .. math::
@@ -25,12 +25,15 @@ class EdgeConv(nn.Module):
 
     Args:
         nn (torch.nn.Module): :math:`h_\\Theta`, mapping ``[P, 2 C_in]`` to ``[P, C_out]``.
-        aggr (str): ``"max"``, ``"mean"``, ``"add"`` or ``"min"`` (default: ``"max"``); targets without
-            incoming edges get zeros.
+        aggr (str, list or Aggregation): ``"max"``, ``"mean"``, ``"add"`` or ``"min"`` run on the engine
+            (targets without incoming edges get zeros); other PyG aggregations need PyG and get the messages
+            sorted by target (default: ``"max"``).
+        aggr_kwargs (dict, optional): arguments of PyG's aggregation resolver.
 
     Shapes:
         - ``x``: ``[N, C_in]`` or ``(x_src [N_in, C_in], x_dst [N_out, C_in])``; or a PyG ``Data``.
-        - ``edge_index``: ``[2, E]`` or a sparse adjacency ``A[target, source]`` (values ignored).
+        - ``edge_index``: ``[2, E]``, a PyG ``EdgeIndex`` or a sparse adjacency ``A[target, source]`` (values
+          ignored).
         - output: ``[N_out, C_out]``.
 
     Example:
@@ -41,29 +44,26 @@ class EdgeConv(nn.Module):
         torch.Size([32, 16])
     """
 
-    def __init__(self, nn: nn.Module, aggr: str = "max"):
+    def __init__(self, nn: nn.Module, aggr: Aggr = "max", aggr_kwargs: Optional[dict] = None):
         super().__init__()
-        if aggr not in AGGREGATIONS:
-            raise ValueError(f"EdgeConv: aggr must be one of {AGGREGATIONS}, got {aggr!r}")
         check_message_nn("EdgeConv", nn)
+        self.aggr, self.aggr_module = resolve_aggregation("EdgeConv", aggr, aggr_kwargs)
         self.nn = nn
-        self.aggr = aggr
         self._graph_cache = IdentityCache()
 
     def reset_parameters(self) -> None:
-        for module in self.nn.modules():
+        for module in [self.aggr_module, *self.nn.modules()]:
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
 
     def forward(self, x, edge_index=None) -> Tensor:
-        x_src, x_dst, rulebook, _ = graph_pair_inputs("EdgeConv", x, edge_index, None, None,
+        x_src, x_dst, rulebook, _ = graph_pair_inputs("EdgeConv", x, edge_index, None, None, (None, None),
                                                       self._graph_cache)
         if x_dst is None:
             raise ValueError("EdgeConv: the message needs target features; pass (x_src, x_dst), not (x_src, None)")
-        x_i = x_dst.index_select(0, rulebook.out_idx)
-        x_j = x_src.index_select(0, rulebook.in_idx)
+        x_i = x_dst.index_select(-2, rulebook.out_idx)
+        x_j = x_src.index_select(-2, rulebook.in_idx)
         messages = self.nn(torch.cat([x_i, x_j - x_i], dim=-1))
+        if self.aggr_module is not None:
+            return aggregate_messages(messages, rulebook, self.aggr_module)
         return aggregate(messages, rulebook, "sum" if self.aggr == "add" else self.aggr)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(nn={self.nn}, aggr={self.aggr!r})"

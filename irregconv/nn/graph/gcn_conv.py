@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ...functional.graph import build_gcn_rulebook, propagate, unpack_graph_inputs
 from ...rulebook.cache import IdentityCache
-from ._common import check_channels, check_features, layer_repr
+from ._common import GraphLayer, check_channels, check_features, in_width, is_lazy, make_linear, materialize
 
 #: the last normalised graph any GCNConv built (one entry: holds at most one graph alive)
 _SHARED_GRAPHS = IdentityCache()
@@ -24,7 +24,12 @@ _SHARED_GRAPHS = IdentityCache()
 FLOWS = ("source_to_target", "target_to_source")
 
 
-class GCNConv(nn.Module):
+def check_flow(owner: str, flow: str) -> None:
+    if flow not in FLOWS:
+        raise ValueError(f"{owner}: flow must be one of {FLOWS}, got {flow!r}")
+
+
+class GCNConv(GraphLayer):
     """Graph convolution with symmetric normalisation, drop-in for PyG's ``GCNConv``.
 
     .. math::
@@ -34,12 +39,18 @@ class GCNConv(nn.Module):
     Parameter names and shapes are PyG's, so a PyG ``GCNConv`` state dict loads unchanged. One
     difference: ``improved=True`` also applies without edge weights (PyG 2.8 ignores it then).
 
+    As in PyG, ``cached=True`` stores the normalised graph of the first call in ``_cached_edge_index``
+    (``(rulebook, pair_scale)`` here) and reuses it for every later input; assigning None to
+    ``_cached_edge_index`` (or to ``_cached_adj_t``, PyG's name for the cache of an adjacency input: both
+    name the one cache here) or calling ``reset_parameters()`` drops it.
+
     Args:
-        in_channels (int): ``C_in``.
+        in_channels (int): ``C_in``, or -1 to infer it from the first input (lazy, as in PyG).
         out_channels (int): ``C_out``.
         improved (bool): self-loops of weight 2 (default: ``False``).
         cached (bool): keep the normalised rulebook of the first call and reuse it for every later
-            input, as PyG does (transductive learning on one graph; default: ``False``). Without it the
+            input, as PyG does (transductive learning on one graph; default: ``False``; only with
+            ``normalize``, as in PyG). Without it the
             rulebook is still reused while ``edge_index`` and ``edge_weight`` are the same unmodified
             tensors, and rebuilt when they change; the layers of a model share the last one built, so a
             new graph is normalised once per step, not once per layer.
@@ -74,6 +85,7 @@ class GCNConv(nn.Module):
                  flow: str = "source_to_target"):
         super().__init__()
         check_channels("GCNConv", in_channels, out_channels, bipartite=False)
+        check_flow("GCNConv", flow)
         if add_self_loops is None:
             add_self_loops = normalize
         if add_self_loops and not normalize:
@@ -87,35 +99,64 @@ class GCNConv(nn.Module):
         self.add_self_loops = add_self_loops
         self.normalize = normalize
         self.flow = flow
-        self.lin = nn.Linear(in_channels, out_channels, bias=False)
+        self.lin = make_linear(in_channels, out_channels, bias=False)
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
-        self._cached_rulebook = None
+        self._cached_graph = None
         self._graph_cache = IdentityCache()
         self._feature_cache = IdentityCache()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.lin.weight)
+        if not is_lazy(self.lin):  # a lazy weight gets this init when materialize() gives it a width
+            nn.init.xavier_uniform_(self.lin.weight)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
-        self._cached_rulebook = None
+        self._cached_graph = None
+
+    @property
+    def _cached_edge_index(self):
+        """The ``cached=True`` entry ``(rulebook, pair_scale)`` or None; assign None to drop it (PyG's idiom)."""
+        return self._cached_graph
+
+    @_cached_edge_index.setter
+    def _cached_edge_index(self, value) -> None:
+        self._set_cache(value)
+
+    @property
+    def _cached_adj_t(self):
+        """The same cache as ``_cached_edge_index`` (adjacency inputs share it here); assign None to drop it."""
+        return self._cached_graph
+
+    @_cached_adj_t.setter
+    def _cached_adj_t(self, value) -> None:
+        self._set_cache(value)
+
+    def _set_cache(self, value) -> None:
+        if value is not None:
+            raise ValueError(f"GCNConv: the graph cache can only be reset (assigned None), got {type(value).__name__}; "
+                             f"it fills itself at the next call when cached=True")
+        self._cached_graph = None
 
     def forward(self, x, edge_index=None, edge_weight: Optional[Tensor] = None) -> Tensor:
         if isinstance(x, (tuple, list)):
             raise ValueError("GCNConv received a tuple of node features as input while this layer does not "
                              "support bipartite message passing; use SAGEConv or GraphConv instead")
-        x, edge_index, edge_weight = unpack_graph_inputs(x, edge_index, edge_weight, "GCNConv")
-        check_features("GCNConv", x, self.in_channels)
-        rulebook, pair_scale = self._normalized_graph(edge_index, edge_weight, x.size(-2), x.dtype)
+        x, edge_index, edge_weight, size = unpack_graph_inputs(x, edge_index, edge_weight, "GCNConv")
+        materialize(self.lin, x, nn.init.xavier_uniform_)
+        check_features("GCNConv", x, in_width(self.lin))
+        num_nodes = x.size(-2)
+        if size[0] not in (None, num_nodes) or size[1] not in (None, num_nodes):
+            raise ValueError(f"GCNConv: the graph has {size} (source, target) nodes but x has {num_nodes} rows; "
+                             f"GCNConv needs one node set (use SAGEConv or GraphConv for bipartite graphs)")
+        rulebook, pair_scale = self._normalized_graph(edge_index, edge_weight, num_nodes, x.dtype)
         return propagate(x, rulebook, pair_scale, self.lin.weight.t(), cache=self._feature_cache, bias=self.bias)
 
     def _normalized_graph(self, edge_index: Tensor, edge_weight: Optional[Tensor], num_nodes: int, dtype):
         """``(rulebook, pair_scale)``: the ``cached=True`` entry, else rebuilt unless ``edge_index`` and
         ``edge_weight`` are the same unmodified tensors as last time (see ``IdentityCache``)."""
-        if self._cached_rulebook is not None:
-            return self._cached_rulebook
-        if self.flow not in FLOWS:
-            raise ValueError(f"GCNConv: flow must be one of {FLOWS}, got {self.flow!r}")
+        if self._cached_graph is not None and self.normalize:
+            return self._cached_graph
+        check_flow("GCNConv", self.flow)
 
         def build():
             edges = edge_index.flip(0) if self.flow == "target_to_source" else edge_index
@@ -131,12 +172,6 @@ class GCNConv(nn.Module):
             # called with a new edge_index normalise it once, not once each (and share its transpose)
             result = self._graph_cache.get_or_build(
                 key, options, lambda: _SHARED_GRAPHS.get_or_build(key, options, build))
-        if self.cached:
-            self._cached_rulebook = result
+        if self.cached and self.normalize:
+            self._cached_graph = result
         return result
-
-    def __repr__(self) -> str:
-        return layer_repr(self, (self.in_channels, self.out_channels), improved=(self.improved, False),
-                          cached=(self.cached, False), add_self_loops=(self.add_self_loops, self.normalize),
-                          normalize=(self.normalize, True), bias=(self.bias is not None, True),
-                          flow=(self.flow, "source_to_target"))

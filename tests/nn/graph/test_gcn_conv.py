@@ -287,11 +287,10 @@ def test_sparse_features_reuse_their_transposed_pattern_across_dropout():
     assert engine._SPARSE_FEATURES.patterns.builds == builds + 2
 
 
-def test_repr():
+def test_repr():  # PyG's reprs: channels only
     assert repr(GCNConv(16, 32)) == "GCNConv(16, 32)"
-    assert repr(GCNConv(16, 32, improved=True, cached=True, bias=False)) == \
-        "GCNConv(16, 32, improved=True, cached=True, bias=False)"
-    assert repr(GCNConv(16, 32, normalize=False)) == "GCNConv(16, 32, normalize=False)"
+    assert repr(GCNConv(16, 32, improved=True, cached=True, bias=False)) == "GCNConv(16, 32)"
+    assert repr(GCNConv(-1, 32, normalize=False)) == "GCNConv(-1, 32)"
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -358,7 +357,7 @@ def test_pyg_suite_gcn_conv():
     torch.testing.assert_close(conv(x, adj2.t()), out2, atol=1e-6, rtol=1e-5)
     conv.cached = True
     conv(x, edge_index)
-    assert conv._cached_rulebook is not None
+    assert conv._cached_edge_index is not None
     torch.testing.assert_close(conv(x, edge_index), out1, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(conv(x, adj1.t()), out1, atol=1e-6, rtol=1e-5)
 
