@@ -32,6 +32,10 @@ An optional ``bias`` is added to every output row in the same autograd node (sto
 CSR kernel). Every path sums in a fixed order, so the result has the same bits on every run and for any
 number of threads (tested). Backward is written by hand for ``feats``, ``weight``, ``pair_scale`` and
 ``bias``; the operator is differentiable once (no double backward).
+
+float16 and bfloat16 rows on the CPU, and any call inside an autocast region, compute in float32: the inputs are
+rounded to the half (or autocast) dtype, as torch's convolutions round theirs under autocast, the products summed by
+the float32 paths above, and the output rounded back to that dtype.
 """
 from __future__ import annotations
 
@@ -618,10 +622,6 @@ def _check(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook, pair_sca
     if device != rulebook.device:
         raise ValueError(f"gather_scatter: feats is on {device} but the rulebook on {rulebook.device}; "
                          f"move both to one device")
-    if dtype in (torch.float16, torch.bfloat16) and not rulebook.injective and device.type == "cpu":
-        raise TypeError(f"gather_scatter: {dtype} features with a graph rulebook (many pairs per output row) "
-                        f"need torch's sparse CSR product, which has no {dtype} kernel on the CPU; cast the "
-                        f"features and the layer to float32 (x.float(), module.float()) or run on CUDA")
     if weight is None:
         c_out = c_in
     else:
@@ -653,6 +653,37 @@ def _check(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook, pair_sca
     return c_out
 
 
+#: floating point types the engine computes in float32 (rounding its inputs to them and its output back)
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def _rounded_dtype(feats: Tensor) -> Optional[torch.dtype]:
+    """The dtype a call computes in when that is not ``feats``' own float32/float64 path: autocast's (for float32 or
+    half ``feats`` inside an autocast region of their device) or ``feats``' half dtype on the CPU; else None."""
+    if not isinstance(feats, Tensor):
+        return None
+    dtype, device = feats.dtype, feats.device.type
+    if torch.is_autocast_enabled(device) and dtype != torch.float64 and dtype.is_floating_point:
+        return torch.get_autocast_dtype(device)
+    return dtype if dtype in HALF_DTYPES and device == "cpu" else None
+
+
+def _in_float32(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook, pair_scale: Optional[Tensor],
+                bias: Optional[Tensor], dtype: torch.dtype) -> Tensor:
+    """:func:`gather_scatter` computing in ``dtype`` as torch's convolutions do under autocast: ``feats``,
+    ``weight`` and ``bias`` rounded to ``dtype``, products summed in float32 (the float32 kernels), the output
+    rounded to ``dtype``; ``pair_scale`` in float32. Gradients flow through the casts."""
+    def rounded(t: Optional[Tensor]) -> Optional[Tensor]:
+        if not isinstance(t, Tensor) or not t.dtype.is_floating_point:
+            return t
+        return (t if t.layout != torch.strided else t.to(dtype)).float()
+
+    with torch.autocast(feats.device.type, enabled=False):
+        out = gather_scatter(rounded(feats), rounded(weight), rulebook,
+                             None if pair_scale is None else pair_scale.float(), rounded(bias))
+    return out.to(dtype)
+
+
 def gather_scatter(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook,
                    pair_scale: Optional[Tensor] = None, bias: Optional[Tensor] = None) -> Tensor:
     """Gather -> per-offset compute -> scatter over ``rulebook``.
@@ -672,7 +703,8 @@ def gather_scatter(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook,
         bias (Tensor, optional): ``[C_out]`` added to every output row (in the same autograd node).
 
     Returns:
-        Tensor: ``[N_out, C_out]``. Empty rulebooks give zeros; ``N_in = 0`` is fine.
+        Tensor: ``[N_out, C_out]`` of ``feats``' dtype, or of autocast's inside an autocast region (float16 and
+        bfloat16 are summed in float32). Empty rulebooks give zeros; ``N_in = 0`` is fine.
 
     Example:
         >>> import torch
@@ -682,6 +714,9 @@ def gather_scatter(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook,
         tensor([[2.],
                 [1.]])
     """
+    compute_dtype = _rounded_dtype(feats)
+    if compute_dtype is not None:
+        return _in_float32(feats, weight, rulebook, pair_scale, bias, compute_dtype)
     c_out = _check(feats, weight, rulebook, pair_scale, bias)
     if feats.layout != torch.strided:
         _check_sparse(feats, weight, rulebook)

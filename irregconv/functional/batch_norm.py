@@ -108,7 +108,15 @@ def batch_norm_rows(x: Tensor, running_mean: Optional[Tensor], running_var: Opti
 
     In training (or without running statistics) ``mean`` and the biased ``var`` are the batch's, and the
     running statistics (if given) move by ``momentum`` towards the batch mean and unbiased variance.
+    float16 / bfloat16 rows, and rows inside an autocast region, are normalised in float32 (statistics included)
+    and the output has ``x``'s dtype, as ``torch.nn.BatchNorm1d`` under autocast.
     """
+    if x.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(x.device.type):
+        as_float = lambda t: None if t is None else t.float()  # noqa: E731
+        with torch.autocast(x.device.type, enabled=False):
+            out = batch_norm_rows(x.float(), running_mean, running_var, as_float(weight), as_float(bias), training,
+                                  momentum, eps)
+        return out.to(x.dtype)
     if training or running_mean is None:
         n = x.size(0)
         if n == 0:  # as torch.nn.BatchNorm1d: no rows, no statistics; an empty output still joins the graph
@@ -123,7 +131,9 @@ def batch_norm_rows(x: Tensor, running_mean: Optional[Tensor], running_var: Opti
                 running_mean.mul_(1 - momentum).add_(mean.squeeze(0), alpha=momentum)
                 running_var.mul_(1 - momentum).add_(var.squeeze(0) * (n / (n - 1)), alpha=momentum)
         return out
-    # running statistics: one fused pass x * scale + shift, as torch's own CPU kernel computes it
+    # running statistics (in x's dtype: half ones are read in float32): one fused pass x * scale + shift, as torch's
+    # own CPU kernel computes it
+    running_mean, running_var = running_mean.to(x.dtype), running_var.to(x.dtype)
     scale = torch.rsqrt(running_var + eps)
     if weight is not None:
         scale = scale * weight

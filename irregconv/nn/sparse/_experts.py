@@ -37,7 +37,7 @@ from ...rulebook import KernelRegion
 from ...rulebook.region import as_tuple
 from ...tensor import SparseTensor
 from ..dense._args import check_int
-from .base import SparseConvBase, SparseModule, check_channels, check_sparse_input, make_region
+from .base import SparseConvBase, SparseModule, check_channels, check_sparse_input, check_weight_dtype, make_region
 
 
 class ExpertSubMConv3d(SparseModule):
@@ -108,9 +108,7 @@ class ExpertSubMConv3d(SparseModule):
 
     def forward(self, input: SparseTensor) -> SparseTensor:
         check_sparse_input(self, input, self.dims, self.in_channels)
-        if input.dtype != self.weight.dtype:
-            raise TypeError(f"{type(self).__name__}: input features are {input.dtype} but the weight is "
-                            f"{self.weight.dtype}; cast one of them (e.g. module.to({input.dtype}))")
+        check_weight_dtype(self, input.feats, self.weight)
         if input.device != self.weight.device:
             raise ValueError(f"{type(self).__name__}: input features are on {input.device} but the weight on "
                              f"{self.weight.device}; move one of them (e.g. module.to({str(input.device)!r}))")

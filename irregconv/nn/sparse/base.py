@@ -21,6 +21,13 @@ class SparseModule(nn.Module):
     """
 
 
+def check_weight_dtype(module: nn.Module, feats: Tensor, weight: Tensor) -> None:
+    """Features and weight of one dtype, unless autocast (enabled for their device) casts both for the engine."""
+    if feats.dtype != weight.dtype and not torch.is_autocast_enabled(feats.device.type):
+        raise TypeError(f"{type(module).__name__}: input features are {feats.dtype} but the weight is "
+                        f"{weight.dtype}; cast one of them (e.g. module.to({feats.dtype}))")
+
+
 def check_sparse_input(module: nn.Module, input, dims: int, in_channels: Optional[int]) -> None:
     """Raise a clear error unless ``input`` is a SparseTensor of ``dims`` spatial axes and ``in_channels`` channels."""
     name = type(module).__name__
@@ -93,9 +100,7 @@ class SparseConvBase(SparseModule):
 
     def forward(self, input: SparseTensor) -> SparseTensor:
         check_sparse_input(self, input, self.dims, self.in_channels)
-        if input.dtype != self.weight.dtype:
-            raise TypeError(f"{type(self).__name__}: input features are {input.dtype} but the weight is "
-                            f"{self.weight.dtype}; cast one of them (e.g. module.to({input.dtype}))")
+        check_weight_dtype(self, input.feats, self.weight)
         return sparse_conv(input, self.weight, self.bias, self.region, self.kind, self.stride, self.padding,
                            self.dilation, self.output_padding, inverse_of=getattr(self, "inverse_of", None),
                            owner=type(self).__name__)
