@@ -20,7 +20,6 @@ import argparse
 import os
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,6 +27,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from irregconv.apps.detector_training import augment, batch_loss, labelled_scans
+from irregconv.io import save_atomic
 from irregconv.models.detector import CenterPointDetector, DetectorConfig
 
 
@@ -110,8 +110,7 @@ def main(argv=None) -> None:
     model = train(config, args.steps, args.batch, args.lr, args.seed, device, rank, world_size,
                   log=print if rank == 0 else (lambda message: None), optimizer_name=args.optimizer)
     if rank == 0 and args.save:
-        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, args.save)
+        save_atomic({k: v.cpu() for k, v in model.state_dict().items()}, args.save)   # whole or not at all
         print(f"saved {args.save}")
     if world_size > 1:
         dist.destroy_process_group()

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ..data.boxes import average_precision
 from ..data.lidar_scene import CLASSES, SceneConfig, generate_scene
+from ..io import save_atomic, write_text_atomic
 from ..models.detector import (CenterPointDetector, DetectorConfig, Detections, build_targets, decode,
                                detection_loss)
 from .progress import ProgressBar
@@ -176,11 +177,12 @@ def _config_path(path: Path) -> Path:
 
 
 def save_checkpoint(model: CenterPointDetector, path) -> Path:
-    """Write ``path`` (the state dict, ``torch.save``) and ``path.json`` (the DetectorConfig); return ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path)
-    _config_path(path).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+    """Write ``path`` (the state dict, ``torch.save``) and ``path.json`` (the DetectorConfig); return ``path``.
+
+    Each file is written atomically (:func:`irregconv.io.atomic_write`): a crash or a full disk mid-save
+    leaves the previous checkpoint loadable."""
+    path = save_atomic(model.state_dict(), path)
+    write_text_atomic(_config_path(path), json.dumps(model.config.to_dict(), indent=2) + "\n")
     return path
 
 

@@ -1,4 +1,5 @@
-"""Checkpoints and files: state dicts round-trip bit for bit (sparse, graph and dense modules, the SECOND
+"""Checkpoints and files: saves are atomic (a writer killed with SIGKILL mid-save, raising mid-write or hitting a
+full-disk error leaves the previous checkpoint intact and loadable); state dicts round-trip bit for bit (sparse, graph and dense modules, the SECOND
 backbone with its BatchNorm statistics, the spconv drop-in); a spconv-format checkpoint loads into the
 drop-in and into native modules with the same outputs (and spconv's, when installed); truncated or corrupt
 checkpoints, point files (.bin, .pcd.bin, PCD ascii / binary / binary_compressed, PLY ascii / binary) and
@@ -9,8 +10,14 @@ records is a valid shorter scan, and a changed byte in binary PCD / PLY float da
 formats carry no checksum). torch checkpoints do carry CRCs, which ``torch.load`` ignores (a flipped byte in a
 tensor loads silently); the detector's ``load_checkpoint`` checks them.
 """
+import errno
 import io
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -23,6 +30,7 @@ from irregconv.apps.detector_training import load_checkpoint, save_checkpoint
 from irregconv.compat import spconv as shim
 from irregconv.compat.spconv import load_spconv_state_dict
 from irregconv.data import Planetoid, generate_scene, read_points, voxelize
+from irregconv.io import atomic_write, save_atomic, write_text_atomic
 from irregconv.models.detector import CenterPointDetector, DetectorConfig
 from irregconv.models.second import SECONDBackbone8x, spconv_second_backbone_8x
 from irregconv.testing import data_path, random_coords, with_data, with_package
@@ -124,6 +132,127 @@ def test_dense_variant_state_dict_round_trip(name):
     factory = special.get(name, lambda: getattr(dense, name)(48, 48))
     x = torch.randn(2, 48, 6, 6, 6) if name.endswith("3d") else torch.randn(2, 48, 8, 8)
     _assert_round_trip(_seeded(factory), lambda m: m(x))
+
+
+# ------------------------------------------------------------------------------------------ atomic saves
+
+def _state(seed, megabytes=1):
+    gen = torch.Generator().manual_seed(seed)
+    return {"weight": torch.randn(megabytes * 2 ** 18, generator=gen), "step": torch.tensor(seed)}
+
+
+def _assert_state(path, seed):
+    state = torch.load(path, weights_only=True)
+    assert int(state["step"]) == seed and torch.equal(state["weight"], _state(seed, state["weight"].numel() // 2 ** 18)["weight"])
+
+
+def _leftovers(folder, keep):
+    return sorted(p.name for p in folder.iterdir() if p.name not in keep)
+
+
+def _child(code: str, *args):
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_a_save_killed_midway_leaves_the_previous_checkpoint(tmp_path):
+    """A child process writes half of a 64 MB checkpoint through atomic_write, then is killed with SIGKILL: the
+    previous checkpoint loads intact (a torn temporary file may remain beside it, never in its place)."""
+    path = tmp_path / "model.pt"
+    save_atomic(_state(1), path)
+    child = _child("""
+        import io, sys, time, torch
+        from irregconv.io import atomic_write
+        buffer = io.BytesIO()
+        torch.save({"weight": torch.randn(2 ** 24), "step": torch.tensor(2)}, buffer)
+        data = buffer.getvalue()
+        with atomic_write(sys.argv[1]) as f:
+            f.write(data[:len(data) // 2])
+            f.flush()
+            print("half written", flush=True)
+            time.sleep(600)
+            f.write(data[len(data) // 2:])
+    """, path)
+    try:
+        assert child.stdout.readline().strip() == "half written", child.stderr.read()
+        torn = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+        assert len(torn) == 1 and torn[0].stat().st_size > 2 ** 25   # the new bytes went to the temporary file
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    _assert_state(path, 1)
+
+
+def test_a_writer_raising_midway_leaves_the_previous_checkpoint_and_no_temporary_file(tmp_path):
+    path = tmp_path / "model.pt"
+    save_atomic(_state(1), path)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with atomic_write(path) as f:
+            torch.save(_state(2), f)
+            raise RuntimeError("interrupted")
+    with pytest.raises(AttributeError, match="Can't (pickle|get local object)"):
+        save_atomic({"weight": torch.zeros(3), "hook": lambda: None}, path)   # torch.save fails part-way
+    _assert_state(path, 1)
+    assert _leftovers(tmp_path, {"model.pt"}) == []
+    save_atomic(_state(3), path)   # the next good save replaces it
+    _assert_state(path, 3)
+    assert _leftovers(tmp_path, {"model.pt"}) == []
+
+
+@pytest.mark.parametrize("writer", ["save_atomic", "save_checkpoint"])
+def test_a_full_disk_leaves_the_previous_checkpoint_and_no_temporary_file(tmp_path, writer):
+    """The kernel refuses writes past a file-size limit (RLIMIT_FSIZE, EFBIG) as a full disk does (ENOSPC): the
+    OSError reaches the caller, the old checkpoint stays loadable, nothing is left behind."""
+    path = tmp_path / "model.pt"
+    if writer == "save_atomic":
+        save_atomic(_state(1), path)
+    else:
+        torch.manual_seed(1)
+        save_checkpoint(CenterPointDetector(DetectorConfig(neck_channels=8)), path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    child = _child("""
+        import resource, signal, sys, torch
+        from irregconv.apps.detector_training import save_checkpoint
+        from irregconv.io import save_atomic
+        from irregconv.models.detector import CenterPointDetector, DetectorConfig
+        model = CenterPointDetector(DetectorConfig(neck_channels=16))   # a bigger checkpoint than the first
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2 ** 16, 2 ** 16))
+        try:
+            if sys.argv[2] == "save_atomic":
+                save_atomic({"weight": torch.randn(2 ** 20)}, sys.argv[1])
+            else:
+                save_checkpoint(model, sys.argv[1])
+        except OSError as exc:
+            print(type(exc).__name__, exc.errno)
+    """, path, writer)
+    out, err = child.communicate(timeout=300)
+    assert child.returncode == 0, err
+    assert out.split() == ["OSError", str(errno.EFBIG)], out   # the OSError itself, not torch's bare RuntimeError
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    if writer == "save_atomic":
+        _assert_state(path, 1)
+    else:
+        load_checkpoint(path)
+
+
+def test_write_text_atomic_and_bad_arguments(tmp_path):
+    path = write_text_atomic(tmp_path / "sub" / "config.json", '{"a": 1}\n')
+    assert path.read_text() == '{"a": 1}\n' and _leftovers(path.parent, {"config.json"}) == []
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    with pytest.raises(ValueError, match=r"atomic_write: mode must be one of \('wb', 'w'\), got 'ab'"):
+        with atomic_write(tmp_path / "x", "ab"):
+            pass
+    with pytest.raises(TypeError, match="write_text_atomic: text must be a str, got bytes"):
+        write_text_atomic(tmp_path / "x", b"bytes")
+    assert not (tmp_path / "x").exists()
+
+
+def _umask():
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 # -------------------------------------------------------------------------------- spconv-format checkpoints
