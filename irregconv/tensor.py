@@ -4,6 +4,10 @@ A :class:`SparseTensor` is immutable: ``feats [N, C]`` on ``coords [N, 1 + D]`` 
 column 0) inside a grid ``(batch_size, *spatial_shape)``. The coordinates, their hash table and every
 rulebook built on them live in a :class:`Sites` object that ``replace(feats=...)`` shares, so
 consecutive layers reuse rulebooks automatically; new coordinates get a fresh :class:`Sites`.
+
+``torch.save`` / ``torch.load`` (with the default ``weights_only=True``) and pickling (DataLoader workers)
+keep the features, coordinates, spatial shape and batch size; the rulebook cache is not saved and is rebuilt
+on first use. :func:`irregconv.data.collate` batches tensors of one scan each.
 """
 from __future__ import annotations
 
@@ -121,6 +125,19 @@ class SparseTensor:
 
     __slots__ = ("feats", "sites")
 
+    def __setattr__(self, name, value):
+        raise AttributeError(f"SparseTensor is immutable: cannot set {name!r}; make a new tensor with "
+                             f"x.replace(feats=...) (new features on the same sites) or SparseTensor(feats, coords, "
+                             f"...) (new sites)")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"SparseTensor is immutable: cannot delete {name!r}")
+
+    def __reduce__(self):
+        # Rebuilt through the checked constructor (a loaded file is validated like user input); the sites'
+        # rulebook cache and hash table are not saved. SparseTensor is a torch.load safe global (see below).
+        return SparseTensor, (self.feats, self.coords, self.spatial_shape, self.batch_size)
+
     def __init__(self, feats: Tensor, coords: Tensor, spatial_shape: Optional[Sequence[int]] = None,
                  batch_size: Optional[int] = None, merge: Optional[str] = None):
         owner = "SparseTensor"
@@ -167,8 +184,8 @@ class SparseTensor:
             coords = coords[torch.zeros_like(unique_keys).scatter_(
                 0, inverse, torch.arange(inverse.numel(), device=inverse.device))]
             keys = unique_keys
-        self.feats = feats
-        self.sites = Sites(coords, spatial_shape, batch_size, keys=keys)
+        object.__setattr__(self, "feats", feats)
+        object.__setattr__(self, "sites", Sites(coords, spatial_shape, batch_size, keys=keys))
 
     @classmethod
     def from_sites(cls, feats: Tensor, sites: Sites) -> "SparseTensor":
@@ -177,8 +194,8 @@ class SparseTensor:
             raise ValueError(f"SparseTensor.from_sites: feats must be [N, C] with N = {len(sites)}, "
                              f"got {list(feats.shape)}")
         obj = cls.__new__(cls)
-        obj.feats = feats
-        obj.sites = sites
+        object.__setattr__(obj, "feats", feats)
+        object.__setattr__(obj, "sites", sites)
         return obj
 
     @classmethod
@@ -238,6 +255,44 @@ class SparseTensor:
             raise ValueError(f"SparseTensor.replace: feats is on {feats.device}, the sites on {self.device}")
         return SparseTensor.from_sites(feats, self.sites)
 
+    @classmethod
+    def cat(cls, tensors: Sequence["SparseTensor"]) -> "SparseTensor":
+        """Features of tensors on the same sites, side by side (``torch.cat`` along channels); differentiable.
+
+        The tensors must be on the same sites: made from one another by :meth:`replace` or by layers that keep
+        the sites (submanifold convs, BatchNorm, activations), or built on equal coordinates in the same row
+        order with the same spatial shape and batch size. The result shares the first tensor's sites (and
+        its rulebooks). To batch tensors of different scans, use :func:`irregconv.data.collate`.
+
+        Shapes:
+            - ``[N, C_1], ..., [N, C_T]`` on one set of sites -> ``[N, C_1 + ... + C_T]`` on those sites.
+        """
+        owner = "SparseTensor.cat"
+        if isinstance(tensors, SparseTensor) or not isinstance(tensors, (list, tuple)) or not tensors:
+            raise TypeError(f"{owner}: tensors must be a non-empty list or tuple of SparseTensor, got "
+                            f"{type(tensors).__name__}{'' if tensors else ' (empty)'}")
+        first = tensors[0]
+        for i, t in enumerate(tensors):
+            if not isinstance(t, SparseTensor):
+                raise TypeError(f"{owner}: tensors[{i}] must be a SparseTensor, got {type(t).__name__}")
+            if t.dtype != first.dtype or t.device != first.device:
+                raise ValueError(f"{owner}: tensors[{i}] has {t.dtype} on {t.device} but tensors[0] {first.dtype} on "
+                                 f"{first.device}; convert them with .to(...) first")
+            if t.sites is first.sites:
+                continue
+            same_grid = t.spatial_shape == first.spatial_shape and t.batch_size == first.batch_size
+            if same_grid and torch.equal(t.coords, first.coords):
+                continue
+            if same_grid and t.num_sites == first.num_sites and torch.equal(t.sites.keys.sort().values,
+                                                                            first.sites.keys.sort().values):
+                raise ValueError(f"{owner}: tensors[{i}] has the sites of tensors[0] in another row order; rows must "
+                                 f"match, so build both on the same coords tensor (or use replace())")
+            raise ValueError(f"{owner}: tensors[{i}] ({t.num_sites} sites, spatial_shape {t.spatial_shape}, batch_size "
+                             f"{t.batch_size}) is not on the sites of tensors[0] ({first.num_sites} sites, spatial_shape "
+                             f"{first.spatial_shape}, batch_size {first.batch_size}); cat joins channels of tensors on "
+                             f"the same sites (to batch scans use irregconv.data.collate)")
+        return SparseTensor.from_sites(torch.cat([t.feats for t in tensors], dim=1), first.sites)
+
     def dense(self, channels_first: bool = True) -> Tensor:
         """``[B, C, *spatial_shape]`` (or channels last), zeros at inactive sites; differentiable."""
         out = self.feats.new_zeros((self.batch_size, *self.spatial_shape, self.num_channels))
@@ -262,3 +317,9 @@ class SparseTensor:
         return (f"SparseTensor(num_sites={self.num_sites}, channels={self.num_channels}, "
                 f"spatial_shape={self.spatial_shape}, batch_size={self.batch_size}, dtype={self.dtype}, "
                 f"device={self.device})")
+
+
+# torch.load's default weights_only=True unpickler rebuilds only allow-listed globals: SparseTensor's
+# __reduce__ names the class itself, whose constructor checks the loaded coordinates like user input.
+if hasattr(torch.serialization, "add_safe_globals"):  # torch >= 2.4; older torch has no allow-list to extend
+    torch.serialization.add_safe_globals([SparseTensor])

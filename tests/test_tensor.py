@@ -1,8 +1,12 @@
 """SparseTensor: construction and validation, duplicate merging, dense round trips, immutability and
-shared sites (the rulebook cache travels with replace())."""
+shared sites (the rulebook cache travels with replace()), torch.save / torch.load with weights_only=True
+and pickling, and SparseTensor.cat."""
+import pickle
+
 import pytest
 import torch
 
+import irregconv.nn as icnn
 from irregconv import SparseTensor
 from irregconv.hashing import pack_keys
 from irregconv.testing import DEVICES, densify, random_coords
@@ -128,3 +132,101 @@ def test_replace_and_to_share_sites():
         SparseTensor.from_sites(torch.randn(3, 2), t.sites)
     with pytest.raises(AttributeError):
         t.extra = 1  # __slots__: no stray attributes
+
+
+# ------------------------------------------------------------------ immutable fields, save / load, cat
+
+@pytest.mark.parametrize("name", ["feats", "sites", "coords", "spatial_shape", "batch_size", "extra"])
+def test_fields_cannot_be_reassigned_or_deleted(name):
+    t = SparseTensor(torch.randn(3, 2), torch.tensor([[0, 1, 2], [0, 3, 0], [1, 0, 0]]))
+    before = (t.feats, t.sites)
+    with pytest.raises(AttributeError, match=rf"SparseTensor is immutable: cannot set '{name}'; .*x\.replace\(feats="):
+        setattr(t, name, torch.zeros(3, 2))
+    with pytest.raises(AttributeError, match=f"SparseTensor is immutable: cannot delete '{name}'"):
+        delattr(t, name)
+    assert (t.feats, t.sites) == before
+
+
+def _conv_output(t):
+    torch.manual_seed(0)
+    conv = icnn.SubMConv3d(t.num_channels, 4, 3).to(t.dtype)
+    return conv(t).feats
+
+
+def test_torch_save_load_round_trip_with_weights_only(tmp_path):
+    """torch.load's default weights_only=True loads a SparseTensor (alone or inside a dict); the file holds
+    features, coordinates, grid and batch size, not the rulebooks (rebuilt on first use, same outputs)."""
+    coords = random_coords(40, (6, 7, 8), 2, torch.Generator().manual_seed(3))
+    t = SparseTensor(torch.randn(coords.size(0), 3, dtype=torch.float64), coords, (6, 7, 8), 3)
+    out = _conv_output(t)
+    assert len(t.sites.cache) > 0
+    torch.save({"scan": t, "label": 4}, tmp_path / "sample.pt")
+    loaded = torch.load(tmp_path / "sample.pt")
+    x = loaded["scan"]
+    assert loaded["label"] == 4 and isinstance(x, SparseTensor) and x.sites is not t.sites
+    assert (x.spatial_shape, x.batch_size, x.dtype, x.coords.dtype) == ((6, 7, 8), 3, torch.float64, torch.int32)
+    torch.testing.assert_close(x.feats, t.feats, rtol=0, atol=0)
+    torch.testing.assert_close(x.coords, t.coords, rtol=0, atol=0)
+    assert len(x.sites.cache) == 0
+    torch.testing.assert_close(_conv_output(x), out, rtol=0, atol=0)
+
+
+class _ForgedSparseTensor:
+    """Pickles as SparseTensor(feats, coords, ...) with the given arguments, as a hand-edited file would."""
+
+    def __init__(self, *args):
+        self.args = args
+
+    def __reduce__(self):
+        return SparseTensor, self.args
+
+
+@pytest.mark.parametrize("coords, match", [
+    (torch.tensor([[0, 1, 1], [0, 1, 1]]), r"coords has duplicate site \[0, 1, 1\]"),
+    (torch.tensor([[0, 1, 1], [0, 9, 1]]), r"spatial axis 0 \(column 1\) = 9, but spatial_shape\[0\] = 4"),
+])
+def test_loaded_sites_are_checked_like_user_input(tmp_path, coords, match):
+    torch.save(_ForgedSparseTensor(torch.zeros(2, 1), coords, (4, 4), 1), tmp_path / "forged.pt")
+    with pytest.raises(ValueError, match=match):
+        torch.load(tmp_path / "forged.pt")
+
+
+def test_pickle_round_trip_rebuilds_sites():
+    t = SparseTensor(torch.randn(2, 3), torch.tensor([[0, 0, 1], [0, 2, 2]]), (3, 3))
+    u = pickle.loads(pickle.dumps(t))
+    torch.testing.assert_close(u.dense(), t.dense(), rtol=0, atol=0)
+    assert u.sites is not t.sites
+
+
+def test_cat_joins_channels_on_shared_sites():
+    coords = random_coords(30, (5, 5, 5), 2, torch.Generator().manual_seed(4))
+    a = SparseTensor(torch.randn(coords.size(0), 2, dtype=torch.float64), coords, (5, 5, 5), 2)
+    b = a.replace(torch.randn(coords.size(0), 3, dtype=torch.float64))
+    c = SparseTensor(torch.randn(coords.size(0), 1, dtype=torch.float64), coords.clone(), (5, 5, 5), 2)  # equal coords
+    joined = SparseTensor.cat([a, b, c])
+    assert joined.sites is a.sites and joined.num_channels == 6
+    torch.testing.assert_close(joined.feats, torch.cat([a.feats, b.feats, c.feats], dim=1), rtol=0, atol=0)
+    assert SparseTensor.cat((a,)).num_channels == 2
+    feats = [t.feats.clone().requires_grad_() for t in (a, b)]
+    assert torch.autograd.gradcheck(lambda f, g: SparseTensor.cat([a.replace(f), b.replace(g)]).feats, feats)
+
+
+def test_cat_refuses_tensors_on_other_sites():
+    coords = torch.tensor([[0, 1, 1], [0, 2, 3], [1, 0, 0]])
+    a = SparseTensor(torch.randn(3, 2), coords, (4, 4), 2)
+    with pytest.raises(ValueError, match=r"SparseTensor.cat: tensors\[1\] has the sites of tensors\[0\] in another "
+                                         r"row order"):
+        SparseTensor.cat([a, SparseTensor(torch.randn(3, 2), coords.flip(0), (4, 4), 2)])
+    with pytest.raises(ValueError, match=r"SparseTensor.cat: tensors\[1\] \(2 sites, spatial_shape \(4, 4\), batch_size "
+                                         r"2\) is not on the sites of tensors\[0\] \(3 sites.*irregconv.data.collate"):
+        SparseTensor.cat([a, SparseTensor(torch.randn(2, 2), coords[:2], (4, 4), 2)])
+    with pytest.raises(ValueError, match=r"tensors\[1\] \(3 sites, spatial_shape \(5, 4\), batch_size 2\) is not"):
+        SparseTensor.cat([a, SparseTensor(torch.randn(3, 2), coords, (5, 4), 2)])
+    with pytest.raises(ValueError, match=r"tensors\[1\] has torch.float64 on cpu but tensors\[0\] torch.float32 on cpu"):
+        SparseTensor.cat([a, a.to(torch.float64)])
+    with pytest.raises(TypeError, match=r"tensors\[1\] must be a SparseTensor, got Tensor"):
+        SparseTensor.cat([a, a.feats])
+    with pytest.raises(TypeError, match="tensors must be a non-empty list or tuple of SparseTensor, got SparseTensor"):
+        SparseTensor.cat(a)
+    with pytest.raises(TypeError, match=r"got list \(empty\)"):
+        SparseTensor.cat([])
