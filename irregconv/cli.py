@@ -1,4 +1,4 @@
-"""The ``irregconv`` command: ``demo``, ``detect``, ``cora`` and ``bench {engine,sparse,graph}``.
+"""The ``irregconv`` command: ``demo``, ``detect``, ``cora``, ``fetch`` and ``bench {engine,sparse,graph}``.
 
 Each subcommand lives in its own module (``irregconv/apps/``, ``irregconv/bench/``) exposing
 ``add_parser(subparsers)`` that registers it with ``set_defaults(run=...)``; modules are imported only
@@ -16,6 +16,7 @@ COMMANDS = {
     "demo": "irregconv.apps.demo",
     "detect": "irregconv.apps.detect",
     "cora": "irregconv.apps.cora",
+    "fetch": "irregconv.data.fetch",
 }
 BENCHMARKS = {
     "engine": "irregconv.bench.engine",

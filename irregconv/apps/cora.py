@@ -9,7 +9,6 @@ nonzero and the first layer runs over the nonzeros only.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data.datasets import data_root
 from ..data.planetoid import PLANETOID_NAMES, NodeClassificationGraph, Planetoid
 from ..data.synthetic_graph import make_cora_like
 from ..functional.graph import is_sparse, sparse_dropout
@@ -128,9 +128,8 @@ def train_gcn(graph: NodeClassificationGraph, seed: int, epochs: int = 200, spar
 
 
 def default_root() -> Path:
-    """``$IRREGCONV_DATA/planetoid`` if set, else ``datasets/planetoid`` in the working directory."""
-    env = os.environ.get("IRREGCONV_DATA")
-    return Path(env) / "planetoid" if env else Path("datasets") / "planetoid"
+    """``planetoid/`` in the data root (:func:`irregconv.data.data_root`: ``$IRREGCONV_DATA``, else ``./datasets``)."""
+    return data_root() / "planetoid"
 
 
 def load_graph(dataset: str, root: Optional[Path] = None, seed: int = 0) -> NodeClassificationGraph:
@@ -188,7 +187,7 @@ def add_cora_parser(subparsers) -> argparse.ArgumentParser:
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default=None,
                         help="folder holding <name>/raw/ind.<name>.* (default: $IRREGCONV_DATA/planetoid, "
-                             "else datasets/planetoid)")
+                             "else datasets/planetoid; python -m irregconv.data.fetch cora puts the files there)")
     parser.add_argument("--dataset", choices=DATASETS, default=None,
                         help="data set (default: cora when its files are found, else synthetic)")
     parser.add_argument("--seeds", type=int, default=10, help="number of seeds, 0..N-1 (default: 10)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import io
 import pickle
 import urllib.error
@@ -23,9 +24,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..io import atomic_write
+from .datasets import DATASETS, PLANETOID_SUFFIXES, PLANETOID_URL
+
 PLANETOID_NAMES = ("cora", "citeseer")
-PLANETOID_SUFFIXES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
-PLANETOID_URL = "https://raw.githubusercontent.com/kimiyoung/planetoid/master/data"
 DOWNLOAD_TIMEOUT_S = 5.0
 NUM_VAL = 500
 
@@ -117,7 +119,7 @@ def _ensure_raw_files(raw_dir: Path, name: str, download: bool) -> None:
     reason = "download disabled"
     if download:
         try:
-            _download(raw_dir, missing)
+            _download(raw_dir, name, missing)
             return
         except (urllib.error.URLError, OSError, TimeoutError) as err:
             reason = f"download from {PLANETOID_URL} failed: {err}"
@@ -127,15 +129,20 @@ def _ensure_raw_files(raw_dir: Path, name: str, download: bool) -> None:
         f"or pass root= the folder that holds {name}/raw/.")
 
 
-def _download(raw_dir: Path, files) -> None:
-    # fetch everything into memory first so a failure half-way leaves no partial set behind
+def _download(raw_dir: Path, name: str, files) -> None:
+    # fetch and check everything in memory first so a failure half-way leaves no partial set behind
+    expected = {Path(entry.path).name: entry.sha256 for entry in DATASETS[name].files}
     blobs = {}
     for f in files:
         with urllib.request.urlopen(f"{PLANETOID_URL}/{f}", timeout=DOWNLOAD_TIMEOUT_S) as response:
             blobs[f] = response.read()
-    raw_dir.mkdir(parents=True, exist_ok=True)
+        got = hashlib.sha256(blobs[f]).hexdigest()
+        if expected[f] is not None and got != expected[f]:
+            raise ValueError(f"Planetoid: the download of {PLANETOID_URL}/{f} has sha256 {got}, not the tested "
+                             f"file's {expected[f]}; nothing was written to {raw_dir}")
     for f, blob in blobs.items():
-        (raw_dir / f).write_bytes(blob)
+        with atomic_write(raw_dir / f) as out:
+            out.write(blob)
 
 
 class UntrustedPickleError(pickle.UnpicklingError):

@@ -8,6 +8,7 @@ memory for a truncated ASCII PCD or a truncated PLY (with only a warning on stde
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
@@ -195,12 +196,31 @@ def _check_ply(path: Path, data: bytes) -> int:
     return num_vertices
 
 
+#: system libraries that optional packages load, and the Debian / Ubuntu package that provides each
+SYSTEM_LIBRARIES = {"libusb-1.0.so.0": "libusb-1.0-0"}   # open3d-cpu 0.20
+
+
+def missing_system_library(error: BaseException) -> Optional[str]:
+    """For an import that failed because a shared library is missing: a sentence naming the library and how to
+    install it (``make install`` does it where it runs as root with apt-get); else None."""
+    found = re.search(r"(lib[\w.+-]+?\.so(?:\.\d+)*)", str(error))
+    if found is None:
+        return None
+    library = found.group(1)
+    package = SYSTEM_LIBRARIES.get(library)
+    how = (f"install Debian's {package}: `sudo apt-get install {package}` (make install does it when run as root)"
+           if package else "install the system package that provides it")
+    return f"the system library {library} is missing; {how}"
+
+
 def _read_open3d(path: Path, suffix: str) -> np.ndarray:
     try:
         import open3d
     except ImportError as exc:
-        raise ImportError(f"read_points: reading {suffix} files needs open3d "
-                          f"(pip install 'irregconv[open3d]'): {exc}") from exc
+        library = missing_system_library(exc)
+        reason = f"open3d is installed but does not import: {library}" if library else \
+            f"it needs open3d (pip install 'irregconv[open3d]'): {exc}"
+        raise ImportError(f"read_points: cannot read {suffix} files here: {reason}") from exc
     data = path.read_bytes()
     expected = _check_pcd(path, data) if suffix == ".pcd" else _check_ply(path, data)
     cloud = open3d.io.read_point_cloud(str(path), remove_nan_points=False, remove_infinite_points=False)

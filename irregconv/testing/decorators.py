@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 from pathlib import Path
 
 import pytest
@@ -17,28 +16,32 @@ import torch
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def _importable(name: str) -> bool:
+def _why_missing(name: str) -> str | None:
+    """None if ``name`` imports; else why not: not installed, or installed but failing to import (naming the
+    missing system library when that is the cause, e.g. open3d without libusb)."""
     if importlib.util.find_spec(name) is None:
-        return False
+        return name
     try:
         __import__(name)
-    except Exception:  # a package that is present but fails to import (e.g. open3d without libusb)
-        return False
-    return True
+    except Exception as exc:  # a package that is present but fails to import
+        from ..data.points import missing_system_library
+        library = missing_system_library(exc)
+        return f"{name} (installed, but its import fails: {library or f'{type(exc).__name__}: {exc}'})"
+    return None
 
 
 def with_package(*names: str):
-    """Skip the test unless every named package imports."""
-    missing = [n for n in names if not _importable(n)]
+    """Skip the test unless every named package imports; the reason names what is missing (a package, or the
+    system library an installed package needs)."""
+    missing = [reason for reason in map(_why_missing, names) if reason is not None]
     return pytest.mark.skipif(bool(missing), reason=f"needs package {', '.join(missing)}")
 
 
 def data_path(*parts: str) -> Path | None:
-    """``$IRREGCONV_DATA/<parts>`` if it exists, else None."""
-    root = os.environ.get("IRREGCONV_DATA")
-    if not root:
-        return None
-    path = Path(root).joinpath(*parts)
+    """``<data root>/<parts>`` if it exists, else None; the data root is :func:`irregconv.data.data_root`
+    (``$IRREGCONV_DATA``, else ``./datasets``)."""
+    from ..data.datasets import data_root
+    path = data_root().joinpath(*parts)
     return path if path.exists() else None
 
 

@@ -8,7 +8,7 @@ from irregconv.apps.detect import find_kitti_labels, to_detector_frame, view_ran
 from irregconv.apps.detector_training import save_checkpoint
 from irregconv.cli import main
 from irregconv.models.detector import CenterPointDetector, DetectorConfig
-from irregconv.testing import data_path, with_data
+from irregconv.testing import data_path, with_data, with_package
 
 NUSCENES = "nuscenes_n015-2018-07-24-11-22-45+0800__LIDAR_TOP__1532402927647951.pcd.bin"
 
@@ -35,15 +35,18 @@ def test_detect_cli_on_real_kitti_draws_the_labelled_car(checkpoint, tmp_path):
 
 
 @with_data("lidar", NUSCENES)
-def test_detect_on_nuscenes_and_pcd(checkpoint, tmp_path, capsys):
+def test_detect_on_nuscenes(checkpoint, tmp_path, capsys):
     assert main(["detect", "--scan", str(data_path("lidar", NUSCENES)), "--checkpoint", str(checkpoint),
                  "--out", str(tmp_path / "nu.png")]) == 0
     assert "34688 points" in capsys.readouterr().out
-    bunny = data_path("pointclouds", "pcl_bunny.pcd")
-    if bunny is not None:
-        assert main(["detect", "--scan", str(bunny), "--checkpoint", str(checkpoint),
-                     "--out", str(tmp_path / "bunny.png")]) == 0
-        assert "397 points" in capsys.readouterr().out and (tmp_path / "bunny.png").is_file()
+
+
+@with_package("open3d")
+@with_data("pointclouds", "pcl_bunny.pcd")
+def test_detect_on_a_pcd_file(checkpoint, tmp_path, capsys):
+    assert main(["detect", "--scan", str(data_path("pointclouds", "pcl_bunny.pcd")), "--checkpoint", str(checkpoint),
+                 "--out", str(tmp_path / "bunny.png")]) == 0
+    assert "397 points" in capsys.readouterr().out and (tmp_path / "bunny.png").is_file()
 
 
 def test_detect_errors_say_what_to_do(checkpoint, tmp_path):
