@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from irregconv.functional.graph import (IdentityCache, add_remaining_self_loops, add_self_loops,
-                                        adjacency_to_edge_index, gcn_norm, propagate, sparse_dropout,
-                                        sparse_matmul)
+                                        adjacency_to_edge_index, gcn_norm, plain_tensor, propagate,
+                                        sparse_dropout, sparse_matmul, unpack_graph_inputs)
 from irregconv.rulebook import build_graph_rulebook
 from irregconv.testing import random_graph, with_package
 
@@ -141,3 +141,32 @@ def test_propagate_sparse_features_with_bias_match_dense_and_give_value_gradient
     torch.testing.assert_close(got[1], want[1])
     if values_need_grad:  # only the stored entries have gradients
         torch.testing.assert_close(got[2].to_dense(), want[2] * (dense != 0))
+
+
+@with_package("torch_geometric")
+def test_pyg_edge_index_becomes_a_plain_tensor_with_its_size():
+    from torch_geometric import EdgeIndex
+    edge_index = torch.tensor([[0, 1, 2, 3], [0, 0, 1, 1]])
+    wrapped = EdgeIndex(edge_index, sort_order="col", sparse_size=(4, 2))
+    assert wrapped.data_ptr() == 0  # a wrapper: its data lives elsewhere
+    _, plain, _, size = unpack_graph_inputs(torch.randn(4, 2), wrapped, None, "test")
+    assert type(plain) is torch.Tensor and plain.data_ptr() != 0 and torch.equal(plain, edge_index)
+    assert size == (4, 2)
+    assert type(plain_tensor(wrapped[0])) is torch.Tensor  # PyG's Index too
+
+
+def test_plain_tensor_keeps_the_autograd_graph():
+    weight = torch.nn.Parameter(torch.rand(3))
+    plain = plain_tensor(weight)
+    assert type(plain) is torch.Tensor and plain.data_ptr() == weight.data_ptr()
+    (plain * 2).sum().backward()
+    torch.testing.assert_close(weight.grad, torch.full((3,), 2.0))
+    assert plain_tensor(None) is None and plain_tensor(weight.detach()) is not None
+
+
+def test_sparse_adjacency_gives_its_size():
+    adj_t = torch.sparse_coo_tensor(torch.tensor([[0, 1], [3, 4]]), torch.ones(2), (2, 5))  # A[target, source]
+    assert unpack_graph_inputs(None, adj_t, None, "test")[3] == (5, 2)
+    with pytest.raises(ValueError, match=r"test: size = \(5, 3\) disagrees with the sparse adjacency"):
+        unpack_graph_inputs(None, adj_t, None, "test", size=(5, 3))
+    assert unpack_graph_inputs(None, torch.tensor([[0], [1]]), None, "test")[3] == (None, None)

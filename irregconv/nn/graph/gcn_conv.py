@@ -113,29 +113,15 @@ class GCNConv(GraphLayer):
             nn.init.zeros_(self.bias)
         self._cached_graph = None
 
-    @property
-    def _cached_edge_index(self):
-        """The ``cached=True`` entry ``(rulebook, pair_scale)`` or None; assign None to drop it (PyG's idiom)."""
-        return self._cached_graph
-
-    @_cached_edge_index.setter
-    def _cached_edge_index(self, value) -> None:
-        self._set_cache(value)
-
-    @property
-    def _cached_adj_t(self):
-        """The same cache as ``_cached_edge_index`` (adjacency inputs share it here); assign None to drop it."""
-        return self._cached_graph
-
-    @_cached_adj_t.setter
-    def _cached_adj_t(self, value) -> None:
-        self._set_cache(value)
-
-    def _set_cache(self, value) -> None:
+    def _reset_cache(self, value) -> None:
         if value is not None:
             raise ValueError(f"GCNConv: the graph cache can only be reset (assigned None), got {type(value).__name__}; "
                              f"it fills itself at the next call when cached=True")
         self._cached_graph = None
+
+    #: PyG's names of its two caches (edge lists, torch_sparse adjacencies): here both name the one
+    #: ``cached=True`` entry ``(rulebook, pair_scale)``; assigning None to either drops it
+    _cached_edge_index = _cached_adj_t = property(lambda self: self._cached_graph, _reset_cache)
 
     def forward(self, x, edge_index=None, edge_weight: Optional[Tensor] = None) -> Tensor:
         if isinstance(x, (tuple, list)):

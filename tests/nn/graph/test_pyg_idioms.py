@@ -425,3 +425,41 @@ def test_to_hetero_matches_pyg(layer_name):
         torch.testing.assert_close(out[key], expected[key], rtol=RTOL, atol=ATOL)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=RTOL, atol=ATOL)
+
+
+# ------------------------------------------------------------------------------------------ without PyG
+
+def test_layers_without_pyg_in_a_child_process():
+    """With PyG absent the layers are plain modules with the same reprs; PyG's aggregations say what they need."""
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["torch_geometric"] = None  # import torch_geometric now raises ImportError
+        import pytest, torch
+        import irregconv.nn.graph as graph
+        from irregconv.nn.graph._common import GraphLayer
+        assert GraphLayer.__bases__ == (torch.nn.Module,)
+        x, edge_index = torch.randn(5, 3), torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])
+        assert graph.SAGEConv(-1, 4)(x, edge_index).shape == (5, 4)
+        assert repr(graph.SAGEConv(3, 4, aggr="max")) == "SAGEConv(3, 4, aggr=max)"
+        assert repr(graph.GraphConv((3, 2), 4)) == "GraphConv((3, 2), 4)"
+        assert repr(graph.GINConv(torch.nn.Identity())) == "GINConv(nn=Identity())"
+        with pytest.raises(ImportError, match="SAGEConv: aggr='lstm' needs the package torch_geometric"):
+            graph.SAGEConv(3, 4, aggr="lstm")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, f"exit status {done.returncode}: {done.stderr[-2000:]}"
+
+
+@pytest.mark.parametrize("name", ["GCNConv", "SAGEConv", "GINConv"])
+def test_layers_copy_and_pickle(name):
+    """PyG's MessagePassing regenerates code when unpickled; the layers unpickle as plain modules."""
+    import copy
+    import io
+    conv = getattr(graph, name)(*((_mlp(C_SRC),) if name == "GINConv" else (C_SRC, C_OUT))).double()
+    x, edge_index = _features(N_SRC, C_SRC, 1).detach(), _edges(N_SRC, N_SRC)
+    expected = conv(x, edge_index)
+    buffer = io.BytesIO()
+    torch.save(conv, buffer)
+    buffer.seek(0)
+    for clone in (copy.deepcopy(conv), torch.load(buffer, weights_only=False)):
+        torch.testing.assert_close(clone(x, edge_index), expected, rtol=RTOL, atol=ATOL)
