@@ -2,8 +2,14 @@
 
 PyG itself is only imported by :func:`to_pyg_data`; reading a ``Data`` object is duck-typed, so graph
 layers accept one without the package being a hard dependency. Parameter names of the graph layers
-already match PyG's (``lin.weight``, ``bias``, ``lin_rel``, ``lin_root``, ``lin_l``, ``lin_r``, ``nn``),
-so PyG state dicts load with ``load_state_dict`` unchanged.
+already match PyG's (``lin.weight``, ``bias``, ``lin_rel``, ``lin_root``, ``lin_l``, ``lin_r``, ``nn``,
+``aggr_module``), so PyG state dicts load with ``load_state_dict`` unchanged.
+
+What else the graph layers take from PyG lives with them (:mod:`irregconv.nn.graph`): every edge format
+PyG's layers accept (``EdgeIndex``, torch sparse ``adj_t``, ``size=``, ``(x_src, None)``), lazy
+``in_channels=-1``, PyG's reprs, ``Aggregation`` modules as ``aggr``, GCNConv's ``_cached_edge_index``
+reset, and the ``MessagePassing`` type where PyG is installed, so that ``torch_geometric.nn.to_hetero``
+replicates them per edge type.
 """
 from __future__ import annotations
 

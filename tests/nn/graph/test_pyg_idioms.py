@@ -463,3 +463,25 @@ def test_layers_copy_and_pickle(name):
     buffer.seek(0)
     for clone in (copy.deepcopy(conv), torch.load(buffer, weights_only=False)):
         torch.testing.assert_close(clone(x, edge_index), expected, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("wrap", [False, True], ids=["tensor", "EdgeIndex"])
+def test_gcn_on_sparse_features_keeps_the_prepared_native_path(monkeypatch, wrap):
+    """The input handling added for PyG (sizes, plain tensors, lazy checks) leaves GCN's fast path in place:
+    float32 CSR features over a plain or EdgeIndex graph still take the prepared native graph path."""
+    import sys
+
+    from torch_geometric import EdgeIndex
+
+    from irregconv.data import make_cora_like
+    from irregconv.engine.backends import native
+    if not native.AVAILABLE:
+        pytest.skip("the native kernels are not built")
+    engine_module = sys.modules["irregconv.engine.gather_scatter"]
+    decisions, decide = [], engine_module._native_graph
+    monkeypatch.setattr(engine_module, "_native_graph", lambda *args: decisions.append(decide(*args)) or decisions[-1])
+    cora = make_cora_like(num_nodes=300, num_features=50, num_edges=900, topic_words=10, num_val=20, num_test=40,
+                          seed=1)
+    edge_index = EdgeIndex(cora.edge_index) if wrap else cora.edge_index
+    graph.GCNConv(50, 16)(cora.x.to_sparse_csr(), edge_index).sum().backward()
+    assert decisions == [True]
