@@ -94,7 +94,10 @@ def test_dense_variants_tour_lists_every_variant():
 
 
 @pytest.mark.slow
-def test_ddp_train_single_process():
+def test_ddp_train_single_process(tmp_path):
+    save = tmp_path / "out" / "model.pt"
     stdout = run_example("ddp_train.py", "--voxel-size", 0.2, 0.2, 0.2, "--range", 0, -8, -3, 16, 8, 2, "--steps", 2,
-                         "--batch", 2, "--threads", 1)
-    assert "step 2/2" in stdout and "over 1 process(es)" in stdout
+                         "--batch", 2, "--threads", 1, "--save", save)
+    assert "step 2/2" in stdout and "over 1 process(es)" in stdout and f"saved {save}" in stdout
+    state = torch.load(save, weights_only=True)   # written atomically: the file and nothing beside it
+    assert all(v.device.type == "cpu" for v in state.values()) and [p.name for p in save.parent.iterdir()] == ["model.pt"]
