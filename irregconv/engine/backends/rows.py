@@ -101,8 +101,9 @@ def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Optional[Tensor
     elif overwrite:
         out.zero_()
     if _numba_serves(out, src):
-        if not _kernels().csr_rows_add(*_arrays("csr_rows_add", ("out", out), ("crow", crow), ("col", col),
-                                                ("values", values.contiguous()), ("src", src.contiguous()))):
+        if not _kernels().csr_rows_add(*_arrays("csr_rows_add", ("out", out), ("crow", crow.contiguous()),
+                                                ("col", col.contiguous()), ("values", values.contiguous()),
+                                                ("src", src.contiguous()))):
             raise ValueError(f"csr_rows_add: crow must rise within the {col.numel()} entries and every column must be "
                              f"in [0, {src.size(0)})")
         return out
@@ -136,7 +137,7 @@ def scatter_add_rows(out: Tensor, idx: Tensor, src: Tensor, fallback_slices: Ite
         check_scatter_add_rows(out, idx, src)
         module = _kernels()
         blocks = max(1, min(module.numba.get_num_threads(), out.size(0)))
-        outside = module.scatter_add_owned(*_arrays("scatter_add_rows", ("out", out), ("idx", idx),
+        outside = module.scatter_add_owned(*_arrays("scatter_add_rows", ("out", out), ("idx", idx.contiguous()),
                                                     ("src", src.contiguous())), blocks)
         if outside:
             raise IndexError(f"scatter_add_rows: {outside} entries of idx are outside [0, {out.size(0)}) (their rows "
