@@ -34,9 +34,12 @@ class GraphLayer(_LayerBase):
     into per-edge-type values. So the layers subclass ``MessagePassing`` where PyG imports, and only
     borrow the type: PyG's ``MessagePassing.__init__`` (signature inspection, generated ``propagate``) is
     not run, and its ``propagate``, message hooks, decomposition and explain machinery do not apply;
-    ``forward`` runs on irregconv's engine. Reprs are PyG's: ``Name(in_channels, out_channels)``, or
-    ``Name(nn=...)`` for layers built around a network.
+    ``forward`` runs on irregconv's engine (PyG's explainers skip the layers: they cannot mask their edges).
+    Importing the layers imports PyG where it is installed. Reprs are PyG's: ``Name(in_channels,
+    out_channels)``, or ``Name(nn=...)`` for layers built around a network.
     """
+
+    _explain = False  # read by PyG's explainers through MessagePassing.explain: "no edge masks here"
 
     def __init__(self):
         nn.Module.__init__(self)  # not MessagePassing.__init__ (see above)

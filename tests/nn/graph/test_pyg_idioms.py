@@ -485,3 +485,13 @@ def test_gcn_on_sparse_features_keeps_the_prepared_native_path(monkeypatch, wrap
     edge_index = EdgeIndex(cora.edge_index) if wrap else cora.edge_index
     graph.GCNConv(50, 16)(cora.x.to_sparse_csr(), edge_index).sum().backward()
     assert decisions == [True]
+
+
+def test_pyg_explainer_skips_the_layers_with_pyg_error():
+    """PyG's explainers mask edges inside MessagePassing.propagate, which the layers do not run: they skip
+    them, and an edge mask then ends in PyG's own clear error rather than in an AttributeError."""
+    from torch_geometric.explain import Explainer, GNNExplainer
+    explainer = Explainer(graph.GCNConv(C_SRC, 3), GNNExplainer(epochs=2), explanation_type="model", edge_mask_type="object",
+                          model_config=dict(mode="multiclass_classification", task_level="node", return_type="raw"))
+    with pytest.raises(ValueError, match="Could not compute gradients for edges"):
+        explainer(torch.randn(N_SRC, C_SRC), _edges(N_SRC, N_SRC), index=0)
