@@ -332,3 +332,41 @@ def test_native_graph_path_gives_the_general_paths_bits(features):
     general = run(scale_grad=True)
     for _ in range(3):
         assert all(torch.equal(a, b) for a, b in zip(run(scale_grad=False), general))
+
+
+HALF = (torch.bfloat16, torch.float16)
+
+
+@pytest.mark.parametrize("kind", RULEBOOK_KINDS)
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("scaled", [False, True])
+def test_half_rows_are_summed_in_float32_and_rounded_once(kind, dtype, scaled):
+    # the oracle: the float32 engine on the same (half) values, its output rounded to the half dtype once
+    gen = torch.Generator().manual_seed(7)
+    rb = random_rulebook(kind, gen, num_sites=20)
+    feats = torch.randn(rb.num_in, 6, generator=gen).to(dtype).requires_grad_()
+    weight = torch.randn(rb.kernel_volume, 6, 16, generator=gen).to(dtype).requires_grad_()
+    scale = torch.rand(rb.num_pairs, generator=gen) if scaled else None
+    out = gather_scatter(feats, weight, rb, scale)
+    assert out.dtype == dtype
+    feats32, weight32 = (t.detach().float().requires_grad_() for t in (feats, weight))
+    expected = gather_scatter(feats32, weight32, rb, scale)
+    assert torch.equal(out, expected.to(dtype))
+    grad = torch.randn(out.shape, generator=gen).to(dtype)
+    got = torch.autograd.grad(out, [feats, weight], grad)
+    want = torch.autograd.grad(expected, [feats32, weight32], grad.float())
+    assert all(g.dtype == dtype and torch.equal(g, w.to(dtype)) for g, w in zip(got, want))
+
+
+@pytest.mark.parametrize("kind", ["subm", "strided", "graph"])
+@pytest.mark.parametrize("dtype", HALF)
+def test_autocast_rounds_inputs_and_output_to_its_dtype(kind, dtype):
+    # as torch's conv under autocast: float32 inputs and weight rounded to the autocast dtype, output of that dtype
+    gen = torch.Generator().manual_seed(8)
+    rb = random_rulebook(kind, gen, num_sites=20)
+    feats, weight = torch.randn(rb.num_in, 5, generator=gen), torch.randn(rb.kernel_volume, 5, 32, generator=gen)
+    bias = torch.randn(32, generator=gen)
+    with torch.autocast("cpu", dtype=dtype):
+        out = gather_scatter(feats, weight, rb, bias=bias)
+    expected = gather_scatter(*(t.to(dtype).float() for t in (feats, weight)), rb, bias=bias.to(dtype).float())
+    assert out.dtype == dtype and torch.equal(out, expected.to(dtype))

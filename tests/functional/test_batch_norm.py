@@ -84,3 +84,22 @@ def test_float32_rows_take_the_native_statistics_and_match_the_float64_truth(aff
         torch.testing.assert_close(got, want.float(), rtol=2e-5, atol=2e-4)
     with threads(2):
         assert all(torch.equal(a, b) for a, b in zip(run(torch.float32), first))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("training", [True, False])
+def test_half_rows_are_normalised_in_float32(dtype, training):
+    # the statistics of the half rows in float32 (as torch's batch norm keeps them under autocast), output rounded
+    gen = torch.Generator().manual_seed(3)
+    x = (torch.randn(300, 8, generator=gen) * 4 + 2).to(dtype)
+    weight, bias = torch.randn(8, generator=gen), torch.randn(8, generator=gen)
+    running = (torch.randn(8, generator=gen), torch.rand(8, generator=gen) + 0.5)
+    ours_stats, want_stats = [t.clone() for t in running], [t.clone() for t in running]
+    out = batch_norm_rows(x, *ours_stats, weight, bias, training, 0.1, 1e-5)
+    want = batch_norm_rows(x.float(), *want_stats, weight, bias, training, 0.1, 1e-5)
+    assert out.dtype == dtype and torch.equal(out, want.to(dtype))
+    assert all(torch.equal(a, b) for a, b in zip(ours_stats, want_stats))
+    with torch.autocast("cpu", dtype=dtype):
+        autocast_out = batch_norm_rows(x.float(), *[t.clone() for t in running], weight, bias, training, 0.1, 1e-5)
+    assert autocast_out.dtype == torch.float32 and torch.equal(autocast_out, batch_norm_rows(
+        x.float(), *[t.clone() for t in running], weight, bias, training, 0.1, 1e-5))
