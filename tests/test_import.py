@@ -42,3 +42,10 @@ def test_unknown_attribute_is_an_attribute_error():
     import irregconv
     with pytest.raises(AttributeError, match="module 'irregconv' has no attribute 'nonexistent'"):
         irregconv.nonexistent  # noqa: B018
+
+
+def test_sparse_and_dense_modules_do_not_import_pyg():
+    out = run_python("import sys\nfrom irregconv.nn import SubMConv3d, Conv2d\nimport irregconv.nn.sparse\n"
+                     "print('torch_geometric' in sys.modules)\n"
+                     "from irregconv.nn import GCNConv\nprint(GCNConv.__module__)\n")
+    assert out.splitlines() == ["False", "irregconv.nn.graph.gcn_conv"]
