@@ -21,19 +21,8 @@ import torch
 
 HALF = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 UNIT_ROUNDOFF = {torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -11}
-# the drop-in's convolutions (irregconv/compat/spconv/pytorch/conv.py, outside this change) refuse a float32 weight
-# with the bfloat16 features autocast hands them; strict: this fails once they accept them, to drop the mark
-_DROP_IN_REFUSES_AUTOCAST = pytest.mark.xfail(strict=True, reason="the spconv drop-in's conv forward refuses a "
-                                              "weight of another dtype than its features even under autocast")
 MODELS = ("sparse_backbone", "spconv_backbone", "gcn", "dense_conv")
 MODES = ("autocast", "cast")
-
-
-def _cases(modes):
-    """``(model, mode)`` pairs, the drop-in under autocast marked."""
-    return [pytest.param(name, mode, marks=[_DROP_IN_REFUSES_AUTOCAST] if (name, mode) == ("spconv_backbone",
-                                                                                       "autocast") else [])
-            for name in MODELS for mode in modes]
 
 
 def _sparse_input(dtype=torch.float32):
@@ -140,7 +129,8 @@ def _finished(outputs, name, mode, label):
     return saved
 
 
-@pytest.mark.parametrize("name, mode", _cases(MODES))
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("label", HALF)
 def test_half_precision_output_is_within_its_rounding_of_float32(outputs, name, label, mode):
     saved = _finished(outputs, name, mode, label)
@@ -151,7 +141,8 @@ def test_half_precision_output_is_within_its_rounding_of_float32(outputs, name, 
     torch.testing.assert_close(out.float(), reference, rtol=0, atol=bound)
 
 
-@pytest.mark.parametrize("name, mode", _cases(MODES))
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("label", HALF)
 def test_half_precision_reruns_give_the_same_bits(outputs, name, label, mode):
     saved = _finished(outputs, name, mode, label)
@@ -161,7 +152,8 @@ def test_half_precision_reruns_give_the_same_bits(outputs, name, label, mode):
         assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
-@pytest.mark.parametrize("name, mode", _cases(["autocast"]))
+@pytest.mark.parametrize("mode", ["autocast"])
+@pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("label", HALF)
 def test_gradients_under_autocast_are_float32_and_near_float32(outputs, name, label, mode):
     # parameters stay float32 under autocast, so do their gradients. The loss sums squares of the outputs, so its

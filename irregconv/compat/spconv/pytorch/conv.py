@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ....functional.sparse_conv import sparse_conv
+from ....nn.sparse.base import check_weight_dtype
 from ....rulebook import KernelRegion
 from ....rulebook.region import as_tuple
 from ....tensor import Sites, SparseTensor
@@ -121,9 +122,7 @@ class SparseConvolution(SparseModule):
 
     def forward(self, input: SparseConvTensor, add_input: Optional[SparseConvTensor] = None) -> SparseConvTensor:
         _check_input(self, input, self.ndim, self.in_channels)
-        if input.features.dtype != self.weight.dtype:
-            raise TypeError(f"{type(self).__name__}: input features are {input.features.dtype} but the weight is "
-                            f"{self.weight.dtype}; cast one of them (e.g. module.to({input.features.dtype}))")
+        check_weight_dtype(self, input.features, self.weight)
         sites, record = input.sites(), None
         if self.conv1x1 and not self.inverse:
             feats = input.features @ self.native_weight()[0]
