@@ -33,6 +33,7 @@ else:
     from irregconv.compat import spconv
 
 from irregconv.data import generate_scene, voxelize  # noqa: E402  (after the switchable import on purpose)
+from irregconv.io import save_atomic  # noqa: E402
 
 VOXEL_SIZE = (0.1, 0.1, 0.2)
 POINT_RANGE = (0.0, -16.0, -3.0, 32.0, 16.0, 2.0)
@@ -81,8 +82,8 @@ def save_spconv_reference(folder: Path, seed: int) -> None:
     model.eval()
     with torch.no_grad():
         output = model(*scene_voxels(seed))
-    torch.save(model.state_dict(), folder / "spconv_state.pt")
-    torch.save(output, folder / "spconv_output.pt")
+    save_atomic(model.state_dict(), folder / "spconv_state.pt")
+    save_atomic(output, folder / "spconv_output.pt")
 
 
 def main(argv=None) -> None:
@@ -107,7 +108,7 @@ def main(argv=None) -> None:
                 print("spconv is not installed: saving this model's own state dict (spconv's format) as the "
                       "checkpoint to load; no output comparison")
                 checkpoint = Path(tmp) / "state.pt"
-                torch.save(SparseBackbone().state_dict(), checkpoint)
+                save_atomic(SparseBackbone().state_dict(), checkpoint)
             else:
                 subprocess.run([sys.executable, __file__, "--use-spconv", tmp, "--seed", str(args.seed)], check=True)
                 checkpoint = Path(tmp) / "spconv_state.pt"

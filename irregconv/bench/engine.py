@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 from pathlib import Path
 
 import torch
@@ -24,8 +23,8 @@ VOXEL_SIZE = (0.05, 0.05, 0.1)
 
 
 def default_scan() -> Path | None:
-    root = os.environ.get("IRREGCONV_DATA", str(Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"))
-    path = Path(root) / "lidar" / "kitti_training_000000.bin"
+    from ..data import data_root
+    path = data_root() / "lidar" / "kitti_training_000000.bin"
     return path if path.exists() else None
 
 

@@ -24,10 +24,12 @@ def _figure(**kwargs):
 
 
 def _save(fig, path) -> Path:
+    """Write ``fig`` as a PNG at ``path``, whole or not at all (:func:`irregconv.io.atomic_write`)."""
+    from ..io import atomic_write
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_write(path) as file:
+        fig.savefig(file, format="png")
     return path
 
 
