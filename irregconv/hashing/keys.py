@@ -11,8 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._numba import kernels
-from ..typing import WITH_NUMBA
+from .._numba import cpu_kernels, kernels, native_kernels
 
 #: Largest key space (product of batch size and spatial extents) that fits an int64 key.
 MAX_KEY_SPACE = 2 ** 62
@@ -70,7 +69,10 @@ def pack_keys(coords: Tensor, spatial_shape: Sequence[int], batch_size: int, che
 
 def unpack_keys(keys: Tensor, spatial_shape: Sequence[int]) -> Tensor:
     """Inverse of :func:`pack_keys`: ``keys [N]`` -> ``coords [N, 1 + D]`` int32."""
-    if WITH_NUMBA and keys.device.type == "cpu":
+    path = cpu_kernels(keys)
+    if path == "native":
+        return native_kernels("hashing").unpack(keys.long(), spatial_shape)
+    if path == "numba":
         shape = np.asarray([int(s) for s in spatial_shape], dtype=np.int64)
         return torch.from_numpy(kernels("irregconv.hashing._numba_kernels").unpack(keys.long().numpy(), shape))
     cols = []

@@ -1,12 +1,13 @@
 """Hash table from int64 coordinate keys to row indices, with batched lookup (missing -> -1).
 
-Two implementations behind one interface:
+Three implementations behind one interface:
 
 * ``"torch"``: the reference, sort + ``searchsorted``; runs on any device.
-* ``"numba"``: open addressing compiled with numba (CPU tensors only), several times faster.
+* ``"native"``: open addressing in the native extension (CPU tensors only), several times faster.
+* ``"numba"``: the same table compiled with numba, for machines where the extension was not built.
 
-``backend="auto"`` picks numba for CPU tensors when numba is installed, torch otherwise. Both give
-identical results (tested with hypothesis).
+``backend="auto"`` takes the CPU kernels :func:`irregconv._numba.cpu_kernels` names for the keys (native, else
+numba, else torch). All give identical results (tested with hypothesis); native and numba the same tables.
 """
 from __future__ import annotations
 
@@ -16,16 +17,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._numba import kernels
-from ..typing import WITH_NUMBA
+from .._numba import available_cpu_kernels, cpu_kernels, kernels, native_kernels
 from .keys import key_radices, pack_keys
 
-_BACKENDS = ("torch", "numba")
+_BACKENDS = ("torch", "native", "numba")
 
 
 def available_backends() -> List[str]:
     """Backends usable here, reference first."""
-    return ["torch"] + (["numba"] if WITH_NUMBA else [])
+    return ["torch"] + [path for path in available_cpu_kernels() if path != "torch"]
 
 
 def _kernels():
@@ -37,7 +37,7 @@ class HashTable:
 
     Args:
         keys (Tensor): ``[N]`` int64, unique, non-negative.
-        backend (str): ``"auto"``, ``"torch"`` or ``"numba"`` (default: ``"auto"``).
+        backend (str): ``"auto"``, ``"torch"``, ``"native"`` or ``"numba"`` (default: ``"auto"``).
 
     Raises:
         ValueError: if ``keys`` holds a duplicate (naming its row) or the backend is unknown.
@@ -45,12 +45,15 @@ class HashTable:
 
     def __init__(self, keys: Tensor, backend: str = "auto"):
         if backend not in ("auto",) + _BACKENDS:
-            raise ValueError(f"HashTable: backend must be one of 'auto', 'torch', 'numba', got {backend!r}")
+            raise ValueError(f"HashTable: backend must be one of 'auto', 'torch', 'native', 'numba', got {backend!r}")
         if backend == "auto":
-            backend = "numba" if (WITH_NUMBA and keys.device.type == "cpu") else "torch"
-        if backend == "numba" and keys.device.type != "cpu":
-            raise ValueError(f"HashTable: backend 'numba' needs CPU keys, got keys on {keys.device}; "
+            backend = cpu_kernels(keys)
+        if backend != "torch" and keys.device.type != "cpu":
+            raise ValueError(f"HashTable: backend {backend!r} needs CPU keys, got keys on {keys.device}; "
                              f"use backend='torch' or 'auto'")
+        if backend not in available_backends():
+            raise ValueError(f"HashTable: backend {backend!r} is not available here; use one of {available_backends()} "
+                             f"or 'auto'")
         self.backend = backend
         self.device = keys.device
         self.num_keys = keys.numel()
@@ -63,19 +66,26 @@ class HashTable:
                     row = int(self._perm[int(dup[0]) + 1])
                     raise ValueError(f"HashTable: keys has a duplicate at row {row} "
                                      f"(key {int(self._sorted[int(dup[0])])}); keys must be unique")
+            return
+        capacity = 1 << max(4, (2 * max(self.num_keys, 1) - 1).bit_length())
+        if backend == "native":
+            self._slots_key, self._slots_val, duplicate = native_kernels("hashing").build(keys, capacity)
         else:
-            capacity = 1 << max(4, (2 * max(self.num_keys, 1) - 1).bit_length())
-            self._slots_key, self._slots_val, duplicate = _kernels().build(keys.numpy(), capacity)
-            if duplicate >= 0:
-                raise ValueError(f"HashTable: keys has a duplicate at row {duplicate} "
-                                 f"(key {int(keys[duplicate])}); keys must be unique")
+            slots_key, slots_val, duplicate = _kernels().build(keys.numpy(), capacity)
+            self._slots_key, self._slots_val = torch.from_numpy(slots_key), torch.from_numpy(slots_val)
+        if duplicate >= 0:
+            raise ValueError(f"HashTable: keys has a duplicate at row {duplicate} "
+                             f"(key {int(keys[duplicate])}); keys must be unique")
 
     def lookup(self, query: Tensor) -> Tensor:
         """Rows of ``query`` keys (any shape, int64); -1 where missing or where the query is negative."""
         shape = query.shape
         query = query.reshape(-1).long()
-        if self.backend == "numba":
-            out = torch.from_numpy(_kernels().lookup(self._slots_key, self._slots_val, query.contiguous().numpy()))
+        if self.backend == "native":
+            out = native_kernels("hashing").lookup(self._slots_key, self._slots_val, query)
+        elif self.backend == "numba":
+            out = torch.from_numpy(_kernels().lookup(self._slots_key.numpy(), self._slots_val.numpy(),
+                                                     query.contiguous().numpy()))
         elif self.num_keys == 0:
             out = torch.full_like(query, -1)
         else:
@@ -102,9 +112,12 @@ class HashTable:
             raise ValueError(f"HashTable.lookup_neighbors: coords [N, 1 + D], displacements [K, D] and spatial_shape "
                              f"[D] must agree on D, got {list(coords.shape)}, {list(displacements.shape)} and "
                              f"{list(spatial_shape)}")
+        if self.backend == "native":
+            return native_kernels("hashing").lookup_neighbors(self._slots_key, self._slots_val, coords,
+                                                              displacements.long(), radices)
         if self.backend == "numba":
             out = _kernels().lookup_neighbors(
-                self._slots_key, self._slots_val, coords.contiguous().numpy(),
+                self._slots_key.numpy(), self._slots_val.numpy(), coords.contiguous().numpy(),
                 displacements.long().contiguous().numpy(), np.asarray(radices, dtype=np.int64))
             return torch.from_numpy(out)
         spatial = coords[:, 1:].long().unsqueeze(0) + displacements.long().to(coords.device).unsqueeze(1)

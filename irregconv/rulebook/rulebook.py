@@ -18,8 +18,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..typing import WITH_NUMBA
-from .._numba import kernels
+from .._numba import cpu_kernels, kernels, native_kernels
 from ..workspace import scratch_rows
 
 
@@ -159,22 +158,20 @@ class Rulebook:
 def sort_pairs(offset: Tensor, in_idx: Tensor, out_idx: Tensor, num_in: int, num_out: int) -> Tensor:
     """Permutation sorting pairs by (offset, out_idx, in_idx), the rulebook's canonical order; equal pairs
     (repeated graph edges) keep their input order."""
-    if use_numba(in_idx):
+    path = cpu_kernels(in_idx)
+    if path != "torch":
         num_k = int(offset.max()) + 1 if offset.numel() else 1
+        arrays = [x.long().contiguous() for x in (offset, out_idx, in_idx)]
+        if path == "native":
+            return native_kernels("rulebook").sort_pairs(*arrays, num_k, max(num_out, 1), max(num_in, 1))
         order, valid = kernels("irregconv.rulebook._numba_kernels").sort_pairs(
-            *(x.long().contiguous().numpy() for x in (offset, out_idx, in_idx)), num_k, max(num_out, 1),
-            max(num_in, 1))
+            *(x.numpy() for x in arrays), num_k, max(num_out, 1), max(num_in, 1))
         if not valid:
             raise ValueError(f"sort_pairs: every pair needs an input row in [0, {num_in}), an output row in "
                              f"[0, {num_out}) and an offset >= 0")
         return torch.from_numpy(order)
     key = (offset * num_out + out_idx) * max(num_in, 1) + in_idx
     return torch.argsort(key, stable=True)
-
-
-def use_numba(tensor: Tensor) -> bool:
-    """Whether the numba kernels serve this tensor (CPU, numba installed)."""
-    return WITH_NUMBA and tensor.device.type == "cpu"
 
 
 def pointer_from_counts(counts: Tensor) -> Tensor:
@@ -202,10 +199,13 @@ def rulebook_from_neighbors(neighbors: Tensor, num_in: int, geometry: Geometry,
     """Compact a neighbour map into a rulebook.
 
     Args:
-        neighbors (Tensor): ``[K, N_out]`` int64, the input row feeding output ``o`` through offset ``k``,
-            or -1. Row-major compaction yields pairs sorted by (offset, out) directly.
+        neighbors (Tensor): ``[K, N_out]`` int64 (int32 on the CPU), the input row feeding output ``o`` through
+            offset ``k``, or -1. Row-major compaction yields pairs sorted by (offset, out) directly.
     """
-    if use_numba(neighbors):
+    path = cpu_kernels(neighbors)
+    if path == "native":
+        in_idx, out_idx, counts = native_kernels("rulebook").compact_neighbors(neighbors, num_in)
+    elif path == "numba":
         _numba_kernels = kernels("irregconv.rulebook._numba_kernels")
         in_idx, out_idx, counts = (torch.from_numpy(a) for a in
                                    _numba_kernels.compact_neighbors(neighbors.contiguous().numpy()))

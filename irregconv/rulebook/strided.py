@@ -9,9 +9,8 @@ from torch import Tensor
 
 from ..hashing import pack_keys, unpack_keys
 from .region import KernelRegion
-from .rulebook import (Geometry, Rulebook, neighbor_map_buffer, pointer_from_counts, rulebook_from_neighbors,
-                       use_numba)
-from .._numba import kernels
+from .rulebook import Geometry, Rulebook, neighbor_map_buffer, pointer_from_counts, rulebook_from_neighbors
+from .._numba import cpu_kernels, kernels, native_kernels
 
 
 def conv_output_shape(spatial_shape: Sequence[int], kernel_size: Sequence[int], stride: Sequence[int],
@@ -64,12 +63,18 @@ def candidates(coords: Tensor, region: KernelRegion, stride: Sequence[int], padd
         raise ValueError(f"candidates: coords [N, 1 + D] ({list(coords.shape)}), the kernel region ({region.dims} "
                          f"axes), stride {list(stride)}, padding {list(padding)}, dilation {list(dilation)} and the "
                          f"output shape {list(out_shape)} must agree on D")
-    if use_numba(coords):
-        _numba_kernels = kernels("irregconv.rulebook._numba_kernels")
+    path = cpu_kernels(coords)
+    if path != "torch":
+        tap_of, axis_taps, axis_counts = _axis_taps(region)
+        blocks = 8 * torch.get_num_threads()
+        if path == "native":
+            return native_kernels("rulebook").candidate_pairs(
+                coords, *(torch.from_numpy(a) for a in (tap_of, axis_taps, axis_counts)), stride, padding, dilation,
+                out_shape, transposed, region.volume, blocks)
         as_array = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
-        found = _numba_kernels.candidate_pairs(
-            coords.contiguous().numpy(), *_axis_taps(region), as_array(stride), as_array(padding),
-            as_array(dilation), as_array(out_shape), transposed, region.volume, 8 * torch.get_num_threads())
+        found = kernels("irregconv.rulebook._numba_kernels").candidate_pairs(
+            coords.contiguous().numpy(), tap_of, axis_taps, axis_counts, as_array(stride), as_array(padding),
+            as_array(dilation), as_array(out_shape), transposed, region.volume, blocks)
         return tuple(torch.from_numpy(a) for a in found)
     dev = coords.device
     x = coords[:, 1:].long().unsqueeze(0)
@@ -102,23 +107,33 @@ def rulebook_to_new_sites(coords: Tensor, found: Tuple[Tensor, Tensor, Tensor], 
         (batch, *spatial) so the order never depends on thread scheduling.
     """
     keys, inputs, counts = found
-    if use_numba(keys):
+    path = cpu_kernels(keys)
+    if path != "torch":
         # candidates radix-sorted, ranked and scattered in parallel: the serial hash-and-argsort this
         # replaced took 13 of the 19 ms of a stride-2 layer on a 41k-voxel KITTI scan
-        _numba_kernels = kernels("irregconv.rulebook._numba_kernels")
         key_bound = (int(coords[:, 0].max()) + 1 if coords.size(0) else 1) * int(np.prod(out_shape))
-        sorted_keys, order = _numba_kernels.argsort_keys(keys.numpy(), key_bound)
-        rank, unique_keys = _numba_kernels.rank_sorted(sorted_keys)
-        unique_keys = torch.from_numpy(unique_keys)
+        if path == "native":
+            module = native_kernels("rulebook")
+            sorted_keys, order = module.argsort_keys(keys, key_bound)
+            rank, unique_keys = module.rank_sorted(sorted_keys)
+            outputs, ascending = module.candidate_outputs(rank, order, counts)
+        else:
+            module = kernels("irregconv.rulebook._numba_kernels")
+            sorted_keys, order = module.argsort_keys(keys.numpy(), key_bound)
+            rank, unique_keys = module.rank_sorted(sorted_keys)
+            outputs, ascending = module.candidate_outputs(rank, order, counts.numpy())
+            rank, order, unique_keys, outputs = (torch.from_numpy(a) for a in (rank, order, unique_keys, outputs))
         out_sites = unpack_keys(unique_keys, out_shape)
-        outputs, ascending = _numba_kernels.candidate_outputs(rank, order, counts.numpy())
         if ascending:
             # sorted input sites: each tap's candidates already are its pairs in output order (no neighbour map)
-            return Rulebook(in_idx=inputs, out_idx=torch.from_numpy(outputs), offset_ptr=pointer_from_counts(counts),
+            return Rulebook(in_idx=inputs, out_idx=outputs, offset_ptr=pointer_from_counts(counts),
                             num_in=coords.size(0), num_out=unique_keys.numel(), geometry=geometry), out_sites
         neighbors = neighbor_map_buffer("strided", counts.numel(), unique_keys.numel())
         offsets = torch.repeat_interleave(torch.arange(counts.numel()), counts)
-        _numba_kernels.fill_new_neighbors(rank, order, offsets.numpy(), inputs.numpy(), neighbors.numpy())
+        if path == "native":
+            module.fill_new_neighbors(rank, order, offsets, inputs, neighbors)
+        else:
+            module.fill_new_neighbors(*(t.numpy() for t in (rank, order, offsets, inputs, neighbors)))
         return rulebook_from_neighbors(neighbors, coords.size(0), geometry), out_sites
     offsets = torch.repeat_interleave(torch.arange(counts.numel(), device=keys.device), counts)
     unique_keys = torch.unique(keys, sorted=True)

@@ -280,20 +280,23 @@ def assert_close_with_grads(out, ref, inputs: Sequence[Tensor], rtol: Optional[f
 
 
 @contextlib.contextmanager
-def torch_rulebook_paths():
-    """Within the block, the rulebook builders take their pure-torch paths instead of the numba kernels
-    (to test one against the other on the CPU): every ``use_numba`` in ``irregconv.rulebook`` says False."""
-    import importlib
-    import pkgutil
+def cpu_kernel_paths(path: str):
+    """Within the block, every CPU rulebook, hash-table and row-sum call takes ``path``: ``"native"``, ``"numba"``
+    or ``"torch"`` (to test one against another on the CPU; see :func:`irregconv._numba.forced_cpu_kernels`). A
+    path not available here skips the test, as a missing package (a failure under ``CI=true``)."""
+    from irregconv._numba import available_cpu_kernels, forced_cpu_kernels
 
-    import irregconv.rulebook as package
-
-    with pytest.MonkeyPatch.context() as patch:
-        for info in pkgutil.iter_modules(package.__path__):
-            module = importlib.import_module(f"{package.__name__}.{info.name}")
-            if hasattr(module, "use_numba"):
-                patch.setattr(module, "use_numba", lambda tensor: False)
+    if path not in available_cpu_kernels():
+        what = "numba" if path == "numba" else "irregconv's native extension (pip install -e . with a C++ compiler)"
+        pytest.skip(f"needs package {what}")
+    with forced_cpu_kernels(path):
         yield
+
+
+def torch_rulebook_paths():
+    """Within the block, the rulebook builders take their pure-torch paths instead of the native or numba kernels
+    (:func:`cpu_kernel_paths` ``("torch")``)."""
+    return cpu_kernel_paths("torch")
 
 
 # ------------------------------------------------------------------------------- rulebooks of every kind

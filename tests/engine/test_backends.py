@@ -1,5 +1,5 @@
-"""The CPU row kernels (numba) against their torch fallbacks (the paths CUDA takes), chunking, and the
-workspace's buffer reuse."""
+"""The CPU row kernels (native and numba) against their torch fallbacks (the paths CUDA takes) and each other,
+chunking, and the workspace's buffer reuse."""
 import importlib
 
 import pytest
@@ -9,7 +9,7 @@ from irregconv.engine import gather_scatter
 from irregconv import workspace
 from irregconv.engine.backends import csr_rows_add, rows, scatter_add_rows
 from irregconv.testing import RULEBOOK_KINDS
-from irregconv.testing.oracles import random_rulebook
+from irregconv.testing.oracles import cpu_kernel_paths, random_rulebook
 
 
 def test_scatter_add_rows_sums_repeats_in_pair_order():
@@ -50,13 +50,16 @@ def _outputs_and_grads(rulebook, seed, scaled):
 
 @pytest.mark.parametrize("kind", RULEBOOK_KINDS)
 @pytest.mark.parametrize("scaled", [False, True])
-def test_numba_kernels_match_torch_fallbacks(kind, scaled, monkeypatch):
+def test_row_kernels_match_torch_fallbacks_and_each_other(kind, scaled):
     rulebook = random_rulebook(kind, torch.Generator().manual_seed(2), num_sites=30)
-    fast = _outputs_and_grads(rulebook, 3, scaled)
-    monkeypatch.setattr(rows, "_numba_serves", lambda out, src: False)
-    fallback = _outputs_and_grads(rulebook, 3, scaled)
-    for a, b in zip(fast, fallback):
+    results = {}
+    for path in ("native", "numba", "torch"):
+        with cpu_kernel_paths(path):
+            results[path] = _outputs_and_grads(rulebook, 3, scaled)
+    for a, b in zip(results["native"], results["torch"]):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for a, b in zip(results["native"], results["numba"]):
+        assert torch.equal(a, b)
 
 
 def test_chunks_smaller_than_the_rulebook_give_the_same_bits(monkeypatch):

@@ -1,4 +1,4 @@
-"""HashTable: round trip, misses, neighbour lookups, and agreement of the torch and numba backends."""
+"""HashTable: round trip, misses, neighbour lookups, and agreement of the torch, native and numba backends."""
 import pytest
 import torch
 from hypothesis import given, settings
@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from irregconv.hashing import HashTable, available_backends, pack_keys
 from irregconv.testing import DEVICES, random_coords
-from irregconv.typing import WITH_NUMBA
+from irregconv._numba import available_cpu_kernels
 
 BACKENDS = available_backends()
 
@@ -77,12 +77,15 @@ def test_torch_backend_on_device(device):
 
 
 def test_backend_errors_and_choice():
-    with pytest.raises(ValueError, match="HashTable: backend must be one of 'auto', 'torch', 'numba', got 'cuda'"):
+    with pytest.raises(ValueError, match="HashTable: backend must be one of 'auto', 'torch', 'native', 'numba', got "
+                                         "'cuda'"):
         HashTable(torch.tensor([1]), backend="cuda")
-    with pytest.raises(ValueError, match="backend 'numba' needs CPU keys"):
-        HashTable(torch.tensor([1], device="meta"), backend="numba")
+    for backend in ("native", "numba"):
+        with pytest.raises(ValueError, match=f"backend '{backend}' needs CPU keys"):
+            HashTable(torch.tensor([1], device="meta"), backend=backend)
     assert BACKENDS[0] == "torch"
-    assert HashTable(torch.tensor([1])).backend == ("numba" if WITH_NUMBA else "torch")
+    assert HashTable(torch.tensor([1])).backend == available_cpu_kernels()[0]
+    assert BACKENDS == ["torch"] + [path for path in available_cpu_kernels() if path != "torch"]
 
 
 def _naive_neighbors(coords, displacements, shape, batch_size):

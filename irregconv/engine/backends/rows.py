@@ -1,14 +1,14 @@
 """Deterministic row scatter-add: ``out[idx[p]] += src[p]`` for every pair ``p``, in pair order per row.
 
-``idx`` may repeat (pairs of many kernel offsets land on one output row). On the CPU a numba kernel
-splits the *output rows* into one block per thread; every thread scans all pairs and adds only those
-landing in its block, so each row is summed by one thread in pair order: no atomics, and the same bits
+``idx`` may repeat (pairs of many kernel offsets land on one output row). On the CPU a kernel (native, or numba
+where the extension was not built: :func:`irregconv._numba.cpu_kernels`) splits the *output rows* into one block
+per thread; every thread scans all pairs and adds only those landing in its block, so each row is summed by one thread in pair order: no atomics, and the same bits
 for any thread count (rows are never split, only reassigned). Scanning the int64 indices once per
 thread costs little next to moving the rows. torch's ``index_add_`` is serial on the CPU and was the
 largest single cost of a sparse conv layer before this kernel (~2-4x slower at C = 16..64 on a 41k-voxel
 KITTI scan).
 
-Elsewhere (CUDA, dtypes numpy lacks, or numba missing) the caller's ``fallback_slices`` are added one by
+Elsewhere (CUDA, other dtypes, or neither kernel available) the caller's ``fallback_slices`` are added one by
 one with ``index_add_``: each slice must be free of repeats (one kernel offset of a convolution), which
 keeps even CUDA's atomic ``index_add_`` exact.
 """
@@ -20,14 +20,14 @@ from typing import Iterable, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..._numba import kernels
+from ..._numba import cpu_kernels, kernels, native_kernels
 from . import native
-from ...typing import WITH_NUMBA
 
 # CSR matmul is stable for what the fallback uses (CSR x dense); torch still labels the layout beta.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
-_NUMBA_DTYPES = (torch.float32, torch.float64)
+#: the dtypes of the native and numba row kernels
+_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
 def _kernels():
@@ -40,8 +40,11 @@ def _writable_cpu_rows(out: Tensor, src: Tensor) -> bool:
     return out.is_cpu and src.dtype == out.dtype and out.is_contiguous() and not out.requires_grad
 
 
-def _numba_serves(out: Tensor, src: Tensor) -> bool:
-    return WITH_NUMBA and out.dtype in _NUMBA_DTYPES and _writable_cpu_rows(out, src)
+def _kernel_path(out: Tensor, src: Tensor) -> str:
+    """The row kernels that serve ``out`` and ``src``: ``"native"``, ``"numba"`` or ``"torch"`` (the fallbacks)."""
+    if out.dtype in _KERNEL_DTYPES and _writable_cpu_rows(out, src):
+        return cpu_kernels(out)
+    return "torch"
 
 
 def _arrays(kernel: str, *named: Tuple[str, Tensor]) -> list:
@@ -58,8 +61,8 @@ def _arrays(kernel: str, *named: Tuple[str, Tensor]) -> list:
 
 
 def check_csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Tensor, src: Tensor) -> None:
-    """The sizes the row sums read by (the numba kernel checks every entry's range and column, torch's product its
-    invariants): ``crow [N + 1]``, ``col [nnz]``, ``values [>= nnz]``, ``src [N_src, C]`` for ``out [N, C]``."""
+    """The sizes the row sums read by (the native and numba kernels check every entry's range and column, torch's
+    product its invariants): ``crow [N + 1]``, ``col [nnz]``, ``values [>= nnz]``, ``src [N_src, C]`` for ``out [N, C]``."""
     kernel = "csr_rows_add"
     if out.dim() != 2 or src.dim() != 2 or src.size(1) != out.size(1):
         raise ValueError(f"{kernel}: out [N, C] and src [N_src, C] must have the same channels, got "
@@ -79,8 +82,9 @@ def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Optional[Tensor
     uninitialised) by the sums plus ``bias [C]`` (optional).
 
     One output row per parallel iteration, its terms summed in a fixed order, so the sums never depend on the
-    thread count. On the CPU, float32 rows run the native kernel (vector registers, interleaved partial sums:
-    2x the numba kernel at 16 channels) and float64 a numba kernel, which replaced torch's sparse CSR product
+    thread count. On the CPU, float32 rows run the native vector kernel (interleaved partial sums: 2x the plain
+    kernel at 16 channels) and float64 the plain native kernel (numba's where the extension was not built), which
+    replaced torch's sparse CSR product
     (its per-call setup cost ~0.1 ms, more than the whole aggregation of Cora's 13k edges at 16 channels);
     elsewhere it is that product.
     """
@@ -100,10 +104,15 @@ def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Optional[Tensor
         out.copy_(bias.expand_as(out))
     elif overwrite:
         out.zero_()
-    if _numba_serves(out, src):
-        if not _kernels().csr_rows_add(*_arrays("csr_rows_add", ("out", out), ("crow", crow.contiguous()),
-                                                ("col", col.contiguous()), ("values", values.contiguous()),
-                                                ("src", src.contiguous()))):
+    path = _kernel_path(out, src)
+    if path == "native":
+        valid = native_kernels("rows").csr_rows_add(out, crow, col, values, src)
+    elif path == "numba":
+        valid = _kernels().csr_rows_add(*_arrays("csr_rows_add", ("out", out), ("crow", crow.contiguous()),
+                                                 ("col", col.contiguous()), ("values", values.contiguous()),
+                                                 ("src", src.contiguous())))
+    if path != "torch":
+        if not valid:
             raise ValueError(f"csr_rows_add: crow must rise within the {col.numel()} entries and every column must be "
                              f"in [0, {src.size(0)})")
         return out
@@ -114,7 +123,7 @@ def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Optional[Tensor
 
 
 def check_scatter_add_rows(out: Tensor, idx: Tensor, src: Tensor) -> None:
-    """The arguments of the numba scatter: ``idx [P]`` int64 and ``src [P, C]`` for ``out [N, C]`` (the kernel
+    """The arguments of the row scatter: ``idx [P]`` int64 and ``src [P, C]`` for ``out [N, C]`` (the kernel
     checks every row of ``idx``)."""
     if idx.dtype != torch.int64 or idx.dim() != 1:
         raise TypeError(f"scatter_add_rows: idx must be an int64 vector, got {idx.dtype} {list(idx.shape)}")
@@ -131,14 +140,18 @@ def scatter_add_rows(out: Tensor, idx: Tensor, src: Tensor, fallback_slices: Ite
         idx (Tensor): ``[P]`` int64 rows of ``out`` (repeats allowed).
         src (Tensor): ``[P, C]``.
         fallback_slices: ``(start, end)`` ranges covering ``0..P`` in order, each without repeated
-            indices; used off the numba path.
+            indices; used off the native and numba paths.
     """
-    if _numba_serves(out, src):
+    path = _kernel_path(out, src)
+    if path != "torch":
         check_scatter_add_rows(out, idx, src)
-        module = _kernels()
-        blocks = max(1, min(module.numba.get_num_threads(), out.size(0)))
-        outside = module.scatter_add_owned(*_arrays("scatter_add_rows", ("out", out), ("idx", idx.contiguous()),
-                                                    ("src", src.contiguous())), blocks)
+        if path == "native":
+            outside = native_kernels("rows").scatter_add_owned(out, idx, src)
+        else:
+            module = _kernels()
+            blocks = max(1, min(module.numba.get_num_threads(), out.size(0)))
+            outside = module.scatter_add_owned(*_arrays("scatter_add_rows", ("out", out), ("idx", idx.contiguous()),
+                                                        ("src", src.contiguous())), blocks)
         if outside:
             raise IndexError(f"scatter_add_rows: {outside} entries of idx are outside [0, {out.size(0)}) (their rows "
                              f"were left out)")

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from ....rulebook.rulebook import pointer_from_counts
 
-_VERSION = 20
+_VERSION = 21
 
 
 def _share_torch_openmp(library: ModuleType) -> None:

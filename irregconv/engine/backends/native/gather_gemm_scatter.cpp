@@ -31,6 +31,7 @@
 // Measured on a 41k-voxel KITTI scan, 3x3x3 submanifold, 2 threads: 2.4 ms at C = 32 and 6.3 ms at C = 64
 // against 5.0 and 12.8 ms for the three passes (gather into a buffer, one GEMM per offset, scatter).
 #include "kernels.h"
+#include "parallel.h"
 
 #include <immintrin.h>
 
@@ -381,12 +382,9 @@ void csr_grad_part(const CsrGradJob& job, int64_t t) {
     job.valid[t] = valid;
 }
 
-// torch's OpenMP entry points (libgomp ABI), when the caller found them
-typedef void (*ParallelFn)(void (*)(void*), void*, unsigned, unsigned);
-typedef int (*IntFn)();
-ParallelFn gomp_parallel = nullptr;
-IntFn omp_thread_num = nullptr;
-IntFn omp_num_threads = nullptr;
+using irc::gomp_parallel;
+using irc::omp_num_threads;
+using irc::omp_thread_num;
 
 struct Job {
     const float* x; int64_t c_in; int64_t num_in; const float* w; int64_t c_out; const int64_t* in_idx;
@@ -814,13 +812,13 @@ void column_sums(ColumnJob job, double* first, double* second, int64_t threads) 
 extern "C" {
 
 // Version of this interface; the Python side refuses a library built from other sources.
-int64_t irc_native_version() { return 20; }
+int64_t irc_native_version() { return 21; }
 
 // Hand over torch's OpenMP runtime: GOMP_parallel, omp_get_thread_num, omp_get_num_threads.
 void irc_use_openmp(void* parallel, void* thread_num, void* num_threads) {
-    gomp_parallel = reinterpret_cast<ParallelFn>(parallel);
-    omp_thread_num = reinterpret_cast<IntFn>(thread_num);
-    omp_num_threads = reinterpret_cast<IntFn>(num_threads);
+    irc::gomp_parallel = reinterpret_cast<irc::ParallelFn>(parallel);
+    irc::omp_thread_num = reinterpret_cast<irc::IntFn>(thread_num);
+    irc::omp_num_threads = reinterpret_cast<irc::IntFn>(num_threads);
 }
 
 // out [num_out, c_out] += sum over offsets k != skip of x[in] @ w[k], x [num_in, c_in], w [num_k, c_in, c_out]
