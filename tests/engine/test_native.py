@@ -4,6 +4,7 @@ threads and as the three-pass path where both sum in the same order, errors inst
 broken rulebooks, and the fallback when disabled."""
 import dataclasses
 import importlib
+import json
 import os
 import shutil
 import subprocess
@@ -244,6 +245,40 @@ def test_environment_switch_turns_the_kernels_off():
     result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "IRREGCONV_NATIVE": "0"},
                             capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+_NO_NUMBA = """
+import json, sys
+if {hide_pyg}:
+    sys.modules["torch_geometric"] = None  # PyG imports numba itself (torch_geometric.utils.ppr)
+import torch
+import irregconv
+from irregconv.models.second import SECONDBackbone8x
+from irregconv.nn import GCNConv
+from irregconv.testing import random_coords, random_graph
+
+gen = torch.Generator().manual_seed(0)
+coords = random_coords(2000, (41, 64, 64), 2, generator=gen)
+feats = torch.randn(coords.size(0), 4, generator=gen, requires_grad=True)
+SECONDBackbone8x()(irregconv.SparseTensor(feats, coords, (41, 64, 64), 2)).feats.sum().backward()
+GCNConv(8, 16)(torch.randn(30, 8, generator=gen), random_graph(30, 120, gen)).sum().backward()
+print(json.dumps([sorted(name for name in sys.modules if name.split(".")[0] == "numba"),
+                  sorted(name for name in sys.modules if name.startswith("irregconv") and "numba" in name)]))
+"""
+
+
+@needs_native
+@pytest.mark.parametrize("hide_pyg", [True, False])
+def test_numba_is_never_imported_when_the_native_kernels_serve(hide_pyg):
+    """A SECOND-backbone forward and backward on a synthetic scene and a GCN step in a fresh process: no numba
+    kernel module of irregconv loaded, and (PyG hidden: PyG imports numba on its own) numba not imported at all."""
+    result = subprocess.run([sys.executable, "-c", _NO_NUMBA.format(hide_pyg=hide_pyg)], capture_output=True,
+                            text=True, timeout=300, env={k: v for k, v in os.environ.items() if k != "IRREGCONV_NATIVE"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    numba_modules, kernel_modules = json.loads(result.stdout.strip().splitlines()[-1])
+    assert kernel_modules == ["irregconv._numba"]
+    if hide_pyg:
+        assert numba_modules == []
 
 
 @needs_native
