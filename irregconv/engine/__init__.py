@@ -2,5 +2,6 @@
 from .aggregate import aggregate
 from .gather_scatter import gather_scatter
 from .reference import gather_scatter_reference
+from .. import ops  # noqa: F401  (registers torch.ops.irregconv.*, which traced engine calls go through)
 
 __all__ = ["aggregate", "gather_scatter", "gather_scatter_reference"]

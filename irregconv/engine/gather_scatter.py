@@ -476,13 +476,14 @@ def _backward_graph(feats: Tensor, weight: Optional[Tensor], pair_scale: Optiona
     return grad_feats, grad_weight, grad_scale
 
 
-def _native_graph(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[Tensor], rulebook: Rulebook) -> bool:
+def _native_graph(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[Tensor], rulebook: Rulebook,
+                  scale_needs_grad: bool) -> bool:
     """Whether a graph call takes the prepared native path (:func:`_forward_native_graph`): one offset, an ungrouped
     weight, scales that need no gradient, float32 CPU throughout with the kernels loaded, and features that are
     sparse CSR, or dense and narrow enough for the one-pass kernel both ways. It runs the kernels the general path
     would, on operands prepared once per graph and checked once by ``gather_scatter``: a small graph layer's step
     then spends its time in the kernels, not in dispatching them (6% of a Cora training step)."""
-    if weight is None or pair_scale is None or weight.dim() != 3 or weight.size(0) != 1 or pair_scale.requires_grad:
+    if weight is None or pair_scale is None or weight.dim() != 3 or weight.size(0) != 1 or scale_needs_grad:
         return False
     if not native.cpu_float32(weight, pair_scale):
         return False
@@ -554,6 +555,36 @@ def _backward_native_graph(feats: Tensor, weight: Tensor, pair_scale: Tensor, ru
     return grad_feats, grad_weight, None
 
 
+def _forward(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[Tensor], bias: Optional[Tensor],
+             rulebook: Rulebook, c_out: int, scale_needs_grad: bool) -> Tuple[Tensor, bool, dict]:
+    """``(out, native_graph, kept)``: the forward over checked arguments, whether it took the prepared native graph
+    path, and what it kept for the backward (the CSR form of mostly-zero features)."""
+    kept = {}
+    if rulebook.injective:
+        out = _forward_pairs(feats, weight, pair_scale, rulebook, c_out)
+        return (out if bias is None else out.add_(bias)), False, kept
+    if _native_graph(feats, weight, pair_scale, rulebook, scale_needs_grad):
+        return _forward_native_graph(feats, weight, pair_scale, bias, rulebook), True, kept
+    return _forward_graph(feats, weight, pair_scale, bias, rulebook, c_out, kept), False, kept
+
+
+def _backward(feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[Tensor], rulebook: Rulebook,
+              grad_out: Tensor, needs: Tuple[bool, bool, bool, bool], native_graph: bool, kept: dict):
+    """``(grad_feats, grad_weight, grad_scale, grad_bias)`` for the ``needs`` mask (None where not needed), in the
+    dtypes of the forward's arguments: autocast is off inside (a backward may run inside an autocast region)."""
+    if torch.is_autocast_enabled(grad_out.device.type):
+        with torch.autocast(grad_out.device.type, enabled=False):
+            return _backward(feats, weight, pair_scale, rulebook, grad_out, needs, native_graph, kept)
+    grad_out = grad_out.contiguous()
+    if rulebook.injective:
+        grads = _backward_pairs(feats, weight, pair_scale, rulebook, grad_out, needs[:3])
+    elif native_graph:
+        grads = _backward_native_graph(feats, weight, pair_scale, rulebook, grad_out, needs[:3])
+    else:
+        grads = _backward_graph(feats, weight, pair_scale, rulebook, grad_out, needs[:3], kept)
+    return (*grads, _bias_grad(grad_out) if needs[3] else None)
+
+
 class _GatherScatter(torch.autograd.Function):
     @staticmethod
     def forward(ctx, feats: Tensor, weight: Optional[Tensor], pair_scale: Optional[Tensor], bias: Optional[Tensor],
@@ -566,30 +597,18 @@ class _GatherScatter(torch.autograd.Function):
         else:
             ctx.sparse_feats = None
             ctx.save_for_backward(weight, pair_scale, feats)
-        if rulebook.injective:
-            out = _forward_pairs(feats, weight, pair_scale, rulebook, c_out)
-            return out if bias is None else out.add_(bias)
-        ctx.native_graph = _native_graph(feats, weight, pair_scale, rulebook)
-        if ctx.native_graph:
-            return _forward_native_graph(feats, weight, pair_scale, bias, rulebook)
-        ctx.kept = {}
-        return _forward_graph(feats, weight, pair_scale, bias, rulebook, c_out, ctx.kept)
+        scale_needs_grad = pair_scale is not None and pair_scale.requires_grad
+        out, ctx.native_graph, ctx.kept = _forward(feats, weight, pair_scale, bias, rulebook, c_out, scale_needs_grad)
+        return out
 
     @staticmethod
     @differentiable_once
     def backward(ctx, grad_out: Tensor):
         weight, pair_scale, *dense = ctx.saved_tensors
         feats = ctx.sparse_feats if ctx.sparse_feats is not None else dense[0]
-        needs = tuple(ctx.needs_input_grad[:3])
-        grad_out = grad_out.contiguous()
-        if ctx.rulebook.injective:
-            grads = _backward_pairs(feats, weight, pair_scale, ctx.rulebook, grad_out, needs)
-        elif ctx.native_graph:
-            grads = _backward_native_graph(feats, weight, pair_scale, ctx.rulebook, grad_out, needs)
-        else:
-            grads = _backward_graph(feats, weight, pair_scale, ctx.rulebook, grad_out, needs, ctx.kept)
-        grad_bias = _bias_grad(grad_out) if ctx.has_bias and ctx.needs_input_grad[3] else None
-        return (*grads, grad_bias, None, None)
+        needs = (*ctx.needs_input_grad[:3], ctx.has_bias and ctx.needs_input_grad[3])
+        grads = _backward(feats, weight, pair_scale, ctx.rulebook, grad_out, needs, ctx.native_graph, ctx.kept)
+        return (*grads, None, None)
 
 
 def _check_sparse(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook) -> None:
@@ -673,15 +692,87 @@ def _in_float32(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook, pai
     """:func:`gather_scatter` computing in ``dtype`` as torch's convolutions do under autocast: ``feats``,
     ``weight`` and ``bias`` rounded to ``dtype``, products summed in float32 (the float32 kernels), the output
     rounded to ``dtype``; ``pair_scale`` in float32. Gradients flow through the casts."""
-    def rounded(t: Optional[Tensor]) -> Optional[Tensor]:
-        if not isinstance(t, Tensor) or not t.dtype.is_floating_point:
-            return t
-        return (t if t.layout != torch.strided else t.to(dtype)).float()
-
     with torch.autocast(feats.device.type, enabled=False):
-        out = gather_scatter(rounded(feats), rounded(weight), rulebook,
-                             None if pair_scale is None else pair_scale.float(), rounded(bias))
+        out = gather_scatter(_rounded(feats, dtype), _rounded(weight, dtype), rulebook,
+                             None if pair_scale is None else pair_scale.float(), _rounded(bias, dtype))
     return out.to(dtype)
+
+
+def _rounded(t: Optional[Tensor], dtype: torch.dtype) -> Optional[Tensor]:
+    """Floating point ``t`` rounded to ``dtype`` and widened to float32 (sparse ``t`` only widened)."""
+    if not isinstance(t, Tensor) or not t.dtype.is_floating_point:
+        return t
+    return (t if t.layout != torch.strided else t.to(dtype)).float()
+
+
+def _kept_for_backward(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook) -> dict:
+    """What :func:`_forward_graph` keeps for the backward, found again from its inputs: the CSR form of ``feats``
+    when an offset multiplies them through their nonzeros (see :func:`_transform`)."""
+    if weight is None or _fused(feats, weight[0], rulebook):
+        return {}
+    for k, _, _ in rulebook.offset_slices():
+        if _transform_first(weight[k], feats) and native.mostly_zero(feats, weight[k]):
+            return {"csr": native.nonzero_rows_matmul(feats, weight[k])[1]}
+    return {}
+
+
+def _checked_dense(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook, pair_scale: Optional[Tensor],
+                   bias: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor], int]:
+    """``(feats, weight, C_out)`` checked, ``feats`` contiguous and a one-group weight squeezed to ``[K, C_in, C_out]``
+    (dense features only: the operators take no sparse tensors)."""
+    c_out = _check(feats, weight, rulebook, pair_scale, bias)
+    if feats.layout != torch.strided:
+        raise TypeError(f"torch.ops.irregconv.gather_scatter: feats must be a dense (strided) tensor, got "
+                        f"{feats.layout}; call irregconv.engine.gather_scatter, which multiplies sparse features "
+                        f"through their nonzeros")
+    if weight is not None and weight.dim() == 4 and weight.size(1) == 1:
+        weight = weight.squeeze(1)
+    return feats.contiguous(), weight, c_out
+
+
+def forward_kernel(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook, pair_scale: Optional[Tensor] = None,
+                   bias: Optional[Tensor] = None) -> Tensor:
+    """The CPU kernel of ``torch.ops.irregconv.gather_scatter``: :func:`gather_scatter`'s output, the same bits, with
+    nothing recorded for autograd (the operator's own formula calls :func:`backward_kernel`). Half ``feats`` are
+    summed in float32 as :func:`gather_scatter` sums them; autocast is the operator's own kernel, not read here.
+
+    Shapes:
+        as :func:`gather_scatter`; dense ``feats`` only.
+    """
+    if feats.dtype in HALF_DTYPES:
+        dtype = feats.dtype
+        return forward_kernel(_rounded(feats, dtype), _rounded(weight, dtype), rulebook,
+                              None if pair_scale is None else pair_scale.float(), _rounded(bias, dtype)).to(dtype)
+    feats, weight, c_out = _checked_dense(feats, weight, rulebook, pair_scale, bias)
+    scale_needs_grad = pair_scale is not None and pair_scale.requires_grad
+    with torch.no_grad(), torch.autocast(feats.device.type, enabled=False):
+        return _forward(feats, weight, pair_scale, bias, rulebook, c_out, scale_needs_grad)[0]
+
+
+def backward_kernel(grad_out: Tensor, feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook,
+                    pair_scale: Optional[Tensor], needs: Tuple[bool, bool, bool, bool]):
+    """``(grad_feats, grad_weight, grad_scale, grad_bias)`` of :func:`forward_kernel` for the ``needs`` mask (None where
+    not needed): :func:`gather_scatter`'s gradients, the same bits. What its forward kept is found again from the
+    inputs.
+
+    Shapes:
+        ``grad_out [N_out, C_out]`` -> ``[N_in, C_in]``, weight's shape, ``[P]``, ``[C_out]``.
+    """
+    if feats.dtype in HALF_DTYPES:
+        dtype = feats.dtype
+        grads = backward_kernel(grad_out.float(), _rounded(feats, dtype), _rounded(weight, dtype), rulebook,
+                                None if pair_scale is None else pair_scale.float(), needs)
+        return tuple(None if g is None else g.to(like.dtype)
+                     for g, like in zip(grads, (feats, weight, pair_scale, feats)))
+    feats, squeezed, _ = _checked_dense(feats, weight, rulebook, pair_scale, None)
+    native_graph = not rulebook.injective and _native_graph(feats, squeezed, pair_scale, rulebook, needs[2])
+    kept = {} if rulebook.injective or native_graph else _kept_for_backward(feats, squeezed, rulebook)
+    with torch.no_grad():
+        grads = _backward(feats, squeezed, pair_scale, rulebook, grad_out, needs, native_graph, kept)
+    grad_weight = grads[1]
+    if grad_weight is not None and squeezed is not weight:
+        grad_weight = grad_weight.view(weight.shape)
+    return grads[0], grad_weight, grads[2], grads[3]
 
 
 def gather_scatter(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook,
@@ -714,6 +805,8 @@ def gather_scatter(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook,
         tensor([[2.],
                 [1.]])
     """
+    if _traced(feats):
+        return _operator(feats, weight, rulebook, pair_scale, bias)
     compute_dtype = _rounded_dtype(feats)
     if compute_dtype is not None:
         return _in_float32(feats, weight, rulebook, pair_scale, bias, compute_dtype)
@@ -727,3 +820,21 @@ def gather_scatter(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook,
     if weight is not None and weight.dim() == 4 and weight.size(1) == 1:
         weight = weight.squeeze(1)
     return _GatherScatter.apply(feats, weight, pair_scale, bias, rulebook, c_out)
+
+
+def _traced(feats: Tensor) -> bool:
+    """Whether this call is being traced (``torch.compile``, ``torch.export``, fake or functional tensors): then it
+    goes through ``torch.ops.irregconv.gather_scatter``, which tracing can see; eager calls run the engine directly
+    (see :mod:`irregconv.ops` for the measured cost of the dispatcher)."""
+    return (torch.compiler.is_compiling() or type(feats) not in (Tensor, torch.nn.Parameter)) and \
+        isinstance(feats, Tensor) and feats.layout == torch.strided
+
+
+def _operator(feats: Tensor, weight: Optional[Tensor], rulebook: Rulebook, pair_scale: Optional[Tensor],
+              bias: Optional[Tensor]) -> Tensor:
+    """:func:`gather_scatter` through ``torch.ops.irregconv.gather_scatter``: the rulebook passed as its tensors."""
+    if not isinstance(rulebook, Rulebook):
+        raise TypeError(f"gather_scatter: rulebook must be an irregconv.rulebook.Rulebook, got {type(rulebook).__name__}")
+    return torch.ops.irregconv.gather_scatter(feats, weight, rulebook.in_idx, rulebook.out_idx, rulebook.offset_ptr,
+                                              rulebook.num_out, pair_scale, bias, rulebook.injective,
+                                              rulebook.identity_offset, rulebook._derived.get("mirror"))
