@@ -2,6 +2,8 @@
 with broken arguments: wrong dtypes, non-contiguous and transposed views, empty and huge (expanded, never
 allocated) buffers, meta tensors, tensor subclasses without storage (data_ptr 0), FakeTensors, 0-dim tensors,
 negative and out-of-range indices, lying sizes. Only Python exceptions may come out, never a signal or a hang.
+The native rulebook, hash-table and row kernels are called directly ("native_builders"); the "numba" group's front
+doors (row sums, HashTable, sort_pairs) are forced onto the numba kernels.
 
 The calls run in child interpreters, a batch of cases each (one interpreter per case would take minutes); a child
 prints each case's name before the call and its outcome after, so a crash or a hang names the case it was in.
@@ -94,6 +96,46 @@ def _numba_entries():
     }
 
 
+def _native_builder_entries():
+    from irregconv.engine.backends.native import hashing, rulebook
+    from irregconv.engine.backends.native import rows as native_rows
+    from irregconv.rulebook import KernelRegion
+    from irregconv.rulebook.strided import _axis_taps
+    crow, col, values = _csr()
+    coords = torch.tensor([[0, 0, 0, 0], [0, 0, 0, 1], [0, 1, 2, 3], [1, 3, 3, 3]], dtype=torch.int32)
+    keys = torch.tensor([0, 1, 27, 127])  # coords packed over (2, 4, 4, 4)
+    region = KernelRegion.cube(3, 3)
+    displacements, mirror = region.displacements((1, 1, 1)), region.mirror()
+    half = torch.tensor([k for k in range(region.volume) if k < int(mirror[k])])
+    tap_of, axis_taps, axis_counts = (torch.from_numpy(a) for a in _axis_taps(region))
+    slots_key, slots_val, _ = hashing.build(keys, 16)
+    rank, order = torch.tensor([0, 1, 1, 2]), torch.tensor([2, 0, 3, 1])
+    return {
+        "compact_neighbors": (rulebook.compact_neighbors, [torch.tensor([[0, -1, 2], [1, 1, -1]]), 3]),
+        "merge_neighbors": (rulebook.merge_neighbors, [keys, torch.arange(4), coords, displacements, (2, 4, 4, 4),
+                                                       half, mirror[half], torch.empty(27, 4, dtype=torch.int32)]),
+        "candidate_pairs": (rulebook.candidate_pairs, [coords, tap_of, axis_taps, axis_counts, (2, 2, 2), (1, 1, 1),
+                                                       (1, 1, 1), (2, 2, 2), False, 27, 4]),
+        "argsort_keys": (rulebook.argsort_keys, [keys, 128]),
+        "rank_sorted": (rulebook.rank_sorted, [keys]),
+        "candidate_outputs": (rulebook.candidate_outputs, [rank, order, torch.tensor([2, 2])]),
+        "fill_new_neighbors": (rulebook.fill_new_neighbors, [rank, order, torch.tensor([0, 0, 1, 1]),
+                                                             torch.tensor([5, 6, 7, 8]),
+                                                             torch.empty(2, 3, dtype=torch.int32)]),
+        "sort_pairs": (rulebook.sort_pairs, [torch.tensor([0, 0, 1, 1]), torch.tensor([3, 1, 2, 0]),
+                                             torch.tensor([0, 2, 1, 3]), 2, 4, 4]),
+        "hash_build": (hashing.build, [keys, 16]),
+        "hash_lookup": (hashing.lookup, [slots_key, slots_val, torch.tensor([1, 5, -3])]),
+        "hash_lookup_neighbors": (hashing.lookup_neighbors, [slots_key, slots_val, coords, displacements,
+                                                             (2, 4, 4, 4)]),
+        "unpack_keys": (hashing.unpack, [keys, (4, 4, 4)]),
+        "scatter_add_owned": (native_rows.scatter_add_owned, [torch.zeros(5, 3), torch.tensor([0, 4, 4]),
+                                                              torch.randn(3, 3)]),
+        "plain_csr_rows_add": (native_rows.csr_rows_add, [torch.zeros(3, 4, dtype=torch.float64), crow, col,
+                                                          values.double(), torch.randn(3, 4, dtype=torch.float64)]),
+    }
+
+
 def _engine_entries():
     from irregconv.engine import aggregate, gather_scatter
     from irregconv.functional.batch_norm import batch_norm_rows
@@ -109,7 +151,10 @@ def _engine_entries():
     }
 
 
-GROUPS = {"native": _native_entries, "numba": _numba_entries, "engine": _engine_entries}
+GROUPS = {"native": _native_entries, "native_builders": _native_builder_entries, "numba": _numba_entries,
+          "engine": _engine_entries}
+#: the groups that call native kernels directly, which must refuse what they cannot read
+NATIVE_GROUPS = ("native", "native_builders")
 
 # ------------------------------------------------------------------ broken arguments
 
@@ -178,7 +223,7 @@ DISPATCHERS = ("contiguous_rows", "copy_rows_")
 
 def _must_refuse(group, entry, arg, mutation):
     """Whether a native kernel would read ``arg`` mutated so as it is (int32 is a valid index dtype)."""
-    refused = MUTATIONS[mutation][1] and group == "native" and entry not in DISPATCHERS
+    refused = MUTATIONS[mutation][1] and group in NATIVE_GROUPS and entry not in DISPATCHERS
     return refused and not (mutation == "int32" and not arg.dtype.is_floating_point)
 
 
@@ -200,7 +245,11 @@ def _cases(group):
 def run_cases(group):
     """Run every case of ``group``, printing ``{"case", "outcome"}`` lines (called in a child interpreter)."""
     import warnings
+
+    from irregconv._numba import available_cpu_kernels, forced_cpu_kernels
     warnings.simplefilter("ignore")
+    if group == "numba" and "numba" in available_cpu_kernels():
+        forced_cpu_kernels("numba").__enter__()  # this child's front doors take the numba kernels, not the native ones
     entries = GROUPS[group]()
     for name, _ in _cases(group):
         _, entry, index, mutation = name.split("/")

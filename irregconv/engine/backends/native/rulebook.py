@@ -14,7 +14,7 @@ from typing import Sequence, Tuple
 import torch
 from torch import Tensor
 
-from . import _LIBRARY, ANY_STRIDES, _buffer, _refuse_tracing, _sizes
+from . import _LIBRARY, ANY_STRIDES, ROWS, _buffer, _refuse_tracing, _sizes
 
 _INDEX_DTYPES = (torch.int32, torch.int64)
 
@@ -28,13 +28,13 @@ def _small_vector(values: Sequence[int]) -> Tensor:
     return torch.tensor([int(v) for v in values], dtype=torch.int64)
 
 
-def _index_matrix(kernel: str, name: str, x, columns: int = None) -> Tensor:
-    """``x`` checked as an int32 or int64 CPU matrix (``columns`` wide when given), contiguous; errors name
-    ``kernel`` and ``name``."""
+def _index_matrix(kernel: str, name: str, x, columns: int = None, strides: str = ANY_STRIDES) -> Tensor:
+    """``x`` checked as an int32 or int64 CPU matrix (``columns`` wide when given) with ``strides`` (an output
+    written in place: :data:`ROWS`), contiguous; errors name ``kernel`` and ``name``."""
     rows, width = _sizes(kernel, name, x, ("R", "C"))
-    if not isinstance(x, Tensor) or x.dtype not in _INDEX_DTYPES:
+    if x.dtype not in _INDEX_DTYPES:
         raise TypeError(f"{kernel}: {name} must be an int32 or int64 tensor, got {x.dtype}")
-    return _buffer(kernel, name, x, x.dtype, (width if columns is None else columns,), rows, ANY_STRIDES).contiguous()
+    return _buffer(kernel, name, x, x.dtype, (width if columns is None else columns,), rows, strides).contiguous()
 
 
 def _status(kernel: str, status: int, what: str) -> None:
@@ -88,7 +88,7 @@ def check_merge_neighbors(sorted_keys: Tensor, order: Tensor, coords: Tensor, di
     displacements = _buffer(kernel, "displacements", displacements, torch.int64, (dims,), strides=ANY_STRIDES)
     half = _vector(kernel, "half", half)
     mirrored = _vector(kernel, "mirrored", mirrored, half.numel(), "one per row of half")
-    neighbors = _index_matrix(kernel, "neighbors", neighbors, n)
+    neighbors = _index_matrix(kernel, "neighbors", neighbors, n, ROWS)
     if neighbors.size(0) != num_k:
         raise ValueError(f"{kernel}: neighbors must have a row per displacement ({num_k}), got {list(neighbors.shape)}")
     if neighbors.dtype == torch.int32 and n > torch.iinfo(torch.int32).max:
@@ -228,9 +228,7 @@ def fill_new_neighbors(rank: Tensor, order: Tensor, pair_offset: Tensor, pair_in
     order = _vector(kernel, "order", order, v, "one per candidate")
     pair_offset = _vector(kernel, "pair_offset", pair_offset, v, "one per candidate")
     pair_input = _vector(kernel, "pair_input", pair_input, v, "one per candidate")
-    neighbors = _index_matrix(kernel, "neighbors", neighbors)
-    if not neighbors.is_contiguous():
-        raise ValueError(f"{kernel}: neighbors must be contiguous (it is written in place)")
+    neighbors = _index_matrix(kernel, "neighbors", neighbors, strides=ROWS)
     status = _LIBRARY.fill_new_neighbors(rank.data_ptr(), order.data_ptr(), v, pair_offset.data_ptr(),
                                          pair_input.data_ptr(), neighbors.data_ptr(),
                                          int(neighbors.dtype == torch.int32), neighbors.size(0), neighbors.size(1),
