@@ -4,6 +4,7 @@ and bit for bit against irregconv.engine.gather_scatter; float64 gradcheck; fake
 the engine's; torch.compile(fullgraph=True) of a closure over a rulebook built outside (a KITTI scan crop, a Cora GCN)
 without graph breaks, compiled == eager bit for bit, backward included, and a second call with other sizes."""
 import dataclasses
+import importlib
 
 import pytest
 import torch
@@ -165,6 +166,23 @@ def test_errors_name_the_argument():
         _op(rb, t["feats"], t["weight"][:1])
     with pytest.raises(ValueError, match="mirror must list"):
         torch.ops.irregconv.gather_scatter(t["feats"], t["weight"], *_rulebook_args(rb), None, None, True, None, [0])
+
+
+def test_kernels_rebuild_a_rulebook_once_until_its_tensors_change():
+    recent = importlib.import_module("irregconv.ops.gather_scatter")._RECENT
+    rb, t = _inputs("graph", torch.float32, True, False, "all")
+    builds = recent.builds
+    for _ in range(3):
+        _op(rb, t["feats"], t["weight"], t["pair_scale"]).sum().backward()
+    assert recent.builds == builds + 1
+    in_idx = rb.in_idx.clone()
+    changed = dataclasses.replace(rb, in_idx=in_idx, _derived={})
+    _op(changed, t["feats"], t["weight"])
+    assert recent.builds == builds + 2
+    in_idx.copy_(rb.in_idx.flip(0))  # the same address, other pairs: the version counter tells
+    expected = gather_scatter(t["feats"], t["weight"], dataclasses.replace(rb, in_idx=rb.in_idx.flip(0), _derived={}))
+    assert torch.equal(_op(changed, t["feats"], t["weight"]), expected)
+    assert recent.builds == builds + 3
 
 
 def _kitti_crop(point_range):
