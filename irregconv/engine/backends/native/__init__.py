@@ -1,7 +1,10 @@
 """The engine's native CPU kernels (``gather_gemm_scatter.cpp``, called through the CPython bindings of
 ``python_module.cpp``): the fused gather-GEMM-scatter of a convolution and its weight gradient, CSR row sums for
 graphs (optionally with a bias, or multiplied by a small layer's weight in the same pass), products through the
-nonzeros of mostly-zero dense rows, batch-norm column statistics, weight transposes.
+nonzeros of mostly-zero dense rows, batch-norm column statistics, weight transposes. The submodules
+:mod:`.rulebook`, :mod:`.hashing` and :mod:`.rows` wrap the same extension's rulebook-building, hash-table and plain
+row kernels (``rulebook_kernels.cpp``, ``hash_kernels.cpp``, ``row_kernels.cpp``: the numba kernels compiled ahead of
+time, the same bits), which :func:`irregconv._numba.cpu_kernels` selects, so no kernel is compiled at run time.
 
 ``setup.py`` compiles them at install time (one extension module, no torch headers, seconds with any ``g++``);
 where it is missing (no compiler at install, another platform) :data:`AVAILABLE` is False and the engine keeps
@@ -83,7 +86,8 @@ _enabled = True
 
 @contextlib.contextmanager
 def disabled():
-    """Run the engine's three-pass path instead of the native kernels inside this block (for comparisons)."""
+    """Run the engine's three-pass path instead of the native kernels inside this block (for comparisons); the
+    rulebook, hash-table and row kernels take numba's (or torch's) path there too."""
     global _enabled
     previous, _enabled = _enabled, False
     try:
