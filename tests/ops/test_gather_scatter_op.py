@@ -2,7 +2,9 @@
 registration, AOT dispatch) for injective and graph rulebooks; outputs and gradients against the per-offset reference
 and bit for bit against irregconv.engine.gather_scatter; float64 gradcheck; fake-kernel shapes; bf16 autocast equal to
 the engine's; torch.compile(fullgraph=True) of a closure over a rulebook built outside (a KITTI scan crop, a Cora GCN)
-without graph breaks, compiled == eager bit for bit, backward included, and a second call with other sizes."""
+without graph breaks, compiled == eager bit for bit, backward included, and a second call with other sizes; compiled
+under bf16 autocast == eager; torch.export of a conv over a fixed rulebook, saved and loaded, runs the operator; the
+kernels' rebuilt rulebooks reused until their tensors change."""
 import dataclasses
 import importlib
 
@@ -254,3 +256,40 @@ def test_compile_gcn_on_cora():
         sub_rb, sub_scale = build_gcn_rulebook(edge_index[:, keep], num_nodes=num_nodes)
         args = (x[:num_nodes], weights[0], biases[0], sub_rb, sub_scale)
         assert torch.equal(compiled(*args), gcn_on(*args))
+
+
+def test_compile_under_bf16_autocast_equals_eager():
+    torch._dynamo.reset()
+    rb, t = _inputs("subm", torch.float32, False, True, "none", seed=7, c_in=4, c_out=16, num_sites=30)
+
+    def conv(f, w, b):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return gather_scatter(f, w, rb, bias=b)
+
+    args = (t["feats"], t["weight"], t["bias"])
+    out = torch.compile(conv, fullgraph=True)(*args)
+    assert out.dtype == torch.bfloat16 and torch.equal(out, conv(*args))
+
+
+class _Conv(torch.nn.Module):
+    """One engine convolution over a fixed rulebook (an attribute: its tensors become the program's constants)."""
+
+    def __init__(self, rulebook, weight, bias):
+        super().__init__()
+        self.rulebook = rulebook
+        self.weight, self.bias = torch.nn.Parameter(weight), torch.nn.Parameter(bias)
+
+    def forward(self, feats):
+        return gather_scatter(feats, self.weight, self.rulebook, bias=self.bias)
+
+
+@pytest.mark.parametrize("kind", ["subm", "graph"])
+def test_export_save_load_runs_the_operator(kind, tmp_path):
+    rb, t = _inputs(kind, torch.float32, False, True, "none", seed=8, c_in=4, c_out=16, num_sites=30)
+    model = _Conv(rb, t["weight"], t["bias"])
+    program = torch.export.export(model, (t["feats"],))
+    targets = [node.target for node in program.graph.nodes if node.op == "call_function"]
+    assert targets == [torch.ops.irregconv.gather_scatter.default]
+    torch.export.save(program, tmp_path / "conv.pt2")
+    loaded = torch.export.load(tmp_path / "conv.pt2").module()
+    assert torch.equal(loaded(t["feats"]), model(t["feats"]))
