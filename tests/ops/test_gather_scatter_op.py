@@ -2,7 +2,8 @@
 registration, AOT dispatch) for injective and graph rulebooks; outputs and gradients against the per-offset reference
 and bit for bit against irregconv.engine.gather_scatter; float64 gradcheck; fake-kernel shapes; bf16 autocast equal to
 the engine's; torch.compile(fullgraph=True) of a closure over a rulebook built outside (a KITTI scan crop, a Cora GCN)
-without graph breaks, compiled == eager bit for bit, backward included, and a second call with other sizes; compiled
+and two SubMConv3d layers on sites whose rulebook an eager call cached, without graph breaks, compiled == eager bit
+for bit, backward included, and a second call with other sizes; compiled
 under bf16 autocast == eager; torch.export of a conv over a fixed rulebook, saved and loaded, runs the operator; the
 kernels' rebuilt rulebooks reused until their tensors change."""
 import dataclasses
@@ -15,7 +16,9 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from irregconv.data import Planetoid, read_points, voxelize
 from irregconv.engine import gather_scatter, gather_scatter_reference
 from irregconv.functional.graph import build_gcn_rulebook
+from irregconv.nn.sparse import SubMConv3d
 from irregconv.rulebook import KernelRegion, build_subm_rulebook
+from irregconv.tensor import SparseTensor
 from irregconv.testing import RULEBOOK_KINDS, data_path, random_rulebook, with_data
 
 F64 = dict(rtol=1e-7, atol=1e-9)
@@ -193,11 +196,12 @@ def _kitti_crop(point_range):
     return voxels.feats, rb
 
 
-def _assert_compiled_equals_eager(fn, inputs):
-    """No graph break, and ``torch.compile(fn, fullgraph=True)``'s output and gradients equal eager's bit for bit."""
+def _assert_compiled_equals_eager(fn, inputs, params=()):
+    """No graph break, and ``torch.compile(fn, fullgraph=True)``'s output and gradients (for the inputs that need one
+    and ``params``) equal eager's bit for bit."""
     assert torch._dynamo.explain(fn)(*inputs).graph_break_count == 0
     compiled = torch.compile(fn, fullgraph=True, dynamic=True)
-    wrt = [x for x in inputs if x.requires_grad]
+    wrt = [x for x in inputs if x.requires_grad] + list(params)
     results = []
     for run in (compiled, fn):
         out = run(*inputs)
@@ -293,3 +297,20 @@ def test_export_save_load_runs_the_operator(kind, tmp_path):
     torch.export.save(program, tmp_path / "conv.pt2")
     loaded = torch.export.load(tmp_path / "conv.pt2").module()
     assert torch.equal(loaded(t["feats"]), model(t["feats"]))
+
+
+@with_data("lidar")
+def test_compile_subm_layers_on_sites_with_a_cached_rulebook():
+    # the sites own the rulebook (built by an eager call): the compiled layers only read it
+    torch._dynamo.reset()
+    voxels = voxelize(read_points(data_path("lidar", "kitti_training_000000.bin")), (0.05, 0.05, 0.1),
+                      (0.0, -5.0, -3.0, 10.0, 5.0, 1.0))
+    sites = SparseTensor(voxels.feats, voxels.coords, voxels.spatial_shape, 1)
+    layers = torch.nn.ModuleList([SubMConv3d(voxels.feats.size(1), 16, 3), SubMConv3d(16, 16, 3, bias=False)])
+    layers[1](layers[0](sites))
+
+    def net(feats):
+        x = layers[0](sites.replace(feats=feats))
+        return layers[1](x.replace(feats=x.feats.relu())).feats
+
+    _assert_compiled_equals_eager(net, (voxels.feats.clone().requires_grad_(),), layers.parameters())
