@@ -36,6 +36,10 @@ number of threads (tested). Backward is written by hand for ``feats``, ``weight`
 float16 and bfloat16 rows on the CPU, and any call inside an autocast region, compute in float32: the inputs are
 rounded to the half (or autocast) dtype, as torch's convolutions round theirs under autocast, the products summed by
 the float32 paths above, and the output rounded back to that dtype.
+
+A call being traced (``torch.compile``, ``torch.export``) goes through the operator
+``torch.ops.irregconv.gather_scatter`` (:mod:`irregconv.ops`), the rulebook passed as its tensors; its kernels run
+:func:`forward_kernel` and :func:`backward_kernel` here, the paths above: compiled and eager results have the same bits.
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from typing import Callable, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..engine.gather_scatter import backward_kernel, forward_kernel
+from ..engine.gather_scatter import HALF_DTYPES, backward_kernel, forward_kernel
 from ..engine.reference import gather_scatter_reference
 from ..rulebook.rulebook import Geometry, Rulebook
 
@@ -153,6 +153,10 @@ def _check_shapes(feats: Tensor, weight: Optional[Tensor], in_idx: Tensor, offse
     """The checks a trace can make without data: shapes and dtypes (the kernels check the rest)."""
     name = "torch.ops.irregconv.gather_scatter"
     torch._check(feats.dim() == 2, lambda: f"{name}: feats must be [N_in, C_in], got {list(feats.shape)}")
+    if feats.dtype not in HALF_DTYPES:  # half rows take any floating weight and bias (rounded to their dtype)
+        for arg, t in (("weight", weight), ("bias", bias)):
+            torch._check(t is None or t.dtype == feats.dtype,
+                         lambda: f"{name}: {arg} ({t.dtype}) must match feats ({feats.dtype})")
     if weight is not None:
         torch._check(weight.dim() in (3, 4) and weight.size(0) == offset_ptr.size(0) - 1,
                      lambda: f"{name}: weight must be [K, C_in, C_out] or [K, G, C_in/G, C_out/G] with "

@@ -314,3 +314,12 @@ def test_compile_subm_layers_on_sites_with_a_cached_rulebook():
         return layers[1](x.replace(feats=x.feats.relu())).feats
 
     _assert_compiled_equals_eager(net, (voxels.feats.clone().requires_grad_(),), layers.parameters())
+
+
+def test_fake_kernel_refuses_mismatched_dtypes():
+    rb, t = _inputs("subm", torch.float32, False, False, "none")
+    weight = t["weight"].double()
+    with FakeTensorMode() as mode, pytest.raises(RuntimeError, match="weight \\(torch.float64\\) must match feats"):
+        _op(dataclasses.replace(rb, in_idx=mode.from_tensor(rb.in_idx), out_idx=mode.from_tensor(rb.out_idx),
+                                offset_ptr=mode.from_tensor(rb.offset_ptr), _derived=dict(rb._derived)),
+            mode.from_tensor(t["feats"]), mode.from_tensor(weight))
