@@ -323,3 +323,14 @@ def test_fake_kernel_refuses_mismatched_dtypes():
         _op(dataclasses.replace(rb, in_idx=mode.from_tensor(rb.in_idx), out_idx=mode.from_tensor(rb.out_idx),
                                 offset_ptr=mode.from_tensor(rb.offset_ptr), _derived=dict(rb._derived)),
             mode.from_tensor(t["feats"]), mode.from_tensor(weight))
+
+
+@pytest.mark.parametrize("kind", ["subm", "graph"])
+def test_compile_with_every_gradient(kind):
+    torch._dynamo.reset()
+    rb, t = _inputs(kind, torch.float32, True, True, "all", seed=9, c_in=8, c_out=16, num_sites=30)
+
+    def conv(f, w, s, b):
+        return gather_scatter(f, w, rb, s, b)
+
+    _assert_compiled_equals_eager(conv, (t["feats"], t["weight"], t["pair_scale"], t["bias"]))
