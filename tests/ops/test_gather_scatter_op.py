@@ -334,3 +334,12 @@ def test_compile_with_every_gradient(kind):
         return gather_scatter(f, w, rb, s, b)
 
     _assert_compiled_equals_eager(conv, (t["feats"], t["weight"], t["pair_scale"], t["bias"]))
+
+
+@pytest.mark.parametrize("kind", ["subm", "strided", "graph"])
+def test_kernel_for_other_devices_is_the_reference(kind):
+    # registered for CompositeExplicitAutograd: what serves a device without a kernel of its own (run here on CPU)
+    reference_kernel = importlib.import_module("irregconv.ops.gather_scatter")._gather_scatter_reference
+    rb, t = _inputs(kind, torch.float64, True, True, "none")
+    out = reference_kernel(*_op_args(rb, t["feats"], t["weight"], t["pair_scale"], t["bias"]))
+    torch.testing.assert_close(out, _op(rb, t["feats"], t["weight"], t["pair_scale"], t["bias"]), **F64)
