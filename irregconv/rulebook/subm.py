@@ -23,10 +23,10 @@ def build_subm_rulebook(coords: Tensor, spatial_shape: Sequence[int], batch_size
     looked up: offset ``-k`` is the transpose of offset ``k``; the centre offset is the identity and is
     flagged as ``identity_offset`` so the engine runs it as a plain matmul without a gather.
 
-    On the CPU (native or numba kernels) the lookups of a symmetric region are a merge join instead of hashing: the sites'
-    keys are sorted once, and for a fixed displacement ``d`` the key of ``site + d`` is ``key + delta(d)``
-    (checked to stay inside the grid), so walking the sorted keys finds every neighbour with one forward
-    pointer, in sequential memory order (3.4 ms -> ~1 ms for 13 offsets of a 41k-voxel KITTI scan here).
+    On the CPU (native or numba kernels) the lookups of a symmetric region are a merge join instead of hashing:
+    the sites' keys are sorted once, and for a fixed displacement ``d`` the key of ``site + d`` is
+    ``key + delta(d)`` (checked to stay inside the grid), so walking the sorted keys finds every neighbour with one
+    forward pointer, in sequential memory order (3.4 ms -> ~1 ms for 13 offsets of a 41k-voxel KITTI scan here).
 
     Args:
         coords (Tensor): ``[N, 1 + D]`` integer sites, unique, inside ``(batch_size, *spatial_shape)``.

@@ -272,8 +272,9 @@ print(json.dumps([sorted(name for name in sys.modules if name.split(".")[0] == "
 def test_numba_is_never_imported_when_the_native_kernels_serve(hide_pyg):
     """A SECOND-backbone forward and backward on a synthetic scene and a GCN step in a fresh process: no numba
     kernel module of irregconv loaded, and (PyG hidden: PyG imports numba on its own) numba not imported at all."""
+    environment = {name: value for name, value in os.environ.items() if name != "IRREGCONV_NATIVE"}
     result = subprocess.run([sys.executable, "-c", _NO_NUMBA.format(hide_pyg=hide_pyg)], capture_output=True,
-                            text=True, timeout=300, env={k: v for k, v in os.environ.items() if k != "IRREGCONV_NATIVE"})
+                            text=True, timeout=300, env=environment)
     assert result.returncode == 0, result.stderr[-3000:]
     numba_modules, kernel_modules = json.loads(result.stdout.strip().splitlines()[-1])
     assert kernel_modules == ["irregconv._numba"]

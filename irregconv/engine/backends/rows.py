@@ -2,10 +2,10 @@
 
 ``idx`` may repeat (pairs of many kernel offsets land on one output row). On the CPU a kernel (native, or numba
 where the extension was not built: :func:`irregconv._numba.cpu_kernels`) splits the *output rows* into one block
-per thread; every thread scans all pairs and adds only those landing in its block, so each row is summed by one thread in pair order: no atomics, and the same bits
-for any thread count (rows are never split, only reassigned). Scanning the int64 indices once per
-thread costs little next to moving the rows. torch's ``index_add_`` is serial on the CPU and was the
-largest single cost of a sparse conv layer before this kernel (~2-4x slower at C = 16..64 on a 41k-voxel
+per thread; every thread scans all pairs and adds only those landing in its block, so each row is summed by one
+thread in pair order: no atomics, and the same bits for any thread count (rows are never split, only reassigned).
+Scanning the int64 indices once per thread costs little next to moving the rows. torch's ``index_add_`` is serial
+on the CPU and was the largest single cost of a sparse conv layer before this kernel (~2-4x slower at C = 16..64 on a 41k-voxel
 KITTI scan).
 
 Elsewhere (CUDA, other dtypes, or neither kernel available) the caller's ``fallback_slices`` are added one by
@@ -62,7 +62,8 @@ def _arrays(kernel: str, *named: Tuple[str, Tensor]) -> list:
 
 def check_csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Tensor, src: Tensor) -> None:
     """The sizes the row sums read by (the native and numba kernels check every entry's range and column, torch's
-    product its invariants): ``crow [N + 1]``, ``col [nnz]``, ``values [>= nnz]``, ``src [N_src, C]`` for ``out [N, C]``."""
+    product its invariants): ``crow [N + 1]``, ``col [nnz]``, ``values [>= nnz]``, ``src [N_src, C]`` for
+    ``out [N, C]``."""
     kernel = "csr_rows_add"
     if out.dim() != 2 or src.dim() != 2 or src.size(1) != out.size(1):
         raise ValueError(f"{kernel}: out [N, C] and src [N_src, C] must have the same channels, got "

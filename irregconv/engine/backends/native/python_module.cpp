@@ -167,97 +167,144 @@ PyObject* transpose(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 PyObject* count_neighbors(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[7];
     if (!parse("count_neighbors", args, nargs, "piiiipi", v)) return nullptr;
-    return released([&] { return irc_count_neighbors(at<const void>(v[0]), v[1], v[2], v[3], v[4], at<int64_t>(v[5]), v[6]); });
+    return released([&] {
+        return irc_count_neighbors(at<const void>(v[0]), v[1], v[2], v[3], v[4], at<int64_t>(v[5]), v[6]);
+    });
 }
 
 PyObject* compact_neighbors(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[9];
     if (!parse("compact_neighbors", args, nargs, "piiipppii", v)) return nullptr;
-    return released([&] { return irc_compact_neighbors(at<const void>(v[0]), v[1], v[2], v[3], at<const int64_t>(v[4]), at<int64_t>(v[5]), at<int64_t>(v[6]), v[7], v[8]); });
+    return released([&] {
+        return irc_compact_neighbors(at<const void>(v[0]), v[1], v[2], v[3], at<const int64_t>(v[4]), at<int64_t>(v[5]),
+            at<int64_t>(v[6]), v[7], v[8]);
+    });
 }
 
 PyObject* merge_neighbors(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[15];
     if (!parse("merge_neighbors", args, nargs, "pppiiipipppipii", v)) return nullptr;
-    return released([&] { return irc_merge_neighbors(at<const int64_t>(v[0]), at<const int64_t>(v[1]), at<const void>(v[2]), v[3], v[4], v[5], at<const int64_t>(v[6]), v[7], at<const int64_t>(v[8]), at<const int64_t>(v[9]), at<const int64_t>(v[10]), v[11], at<void>(v[12]), v[13], v[14]); });
+    return released([&] {
+        return irc_merge_neighbors(at<const int64_t>(v[0]), at<const int64_t>(v[1]), at<const void>(v[2]), v[3], v[4],
+            v[5], at<const int64_t>(v[6]), v[7], at<const int64_t>(v[8]), at<const int64_t>(v[9]),
+            at<const int64_t>(v[10]), v[11], at<void>(v[12]), v[13], v[14]);
+    });
 }
 
 PyObject* candidate_counts(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[18];
     if (!parse("candidate_counts", args, nargs, "piiipipipppppiiipi", v)) return nullptr;
-    return released([&] { return irc_candidate_counts(at<const void>(v[0]), v[1], v[2], v[3], at<const int64_t>(v[4]), v[5], at<const int64_t>(v[6]), v[7], at<const int64_t>(v[8]), at<const int64_t>(v[9]), at<const int64_t>(v[10]), at<const int64_t>(v[11]), at<const int64_t>(v[12]), v[13], v[14], v[15], at<int64_t>(v[16]), v[17]); });
+    return released([&] {
+        return irc_candidate_counts(at<const void>(v[0]), v[1], v[2], v[3], at<const int64_t>(v[4]), v[5],
+            at<const int64_t>(v[6]), v[7], at<const int64_t>(v[8]), at<const int64_t>(v[9]), at<const int64_t>(v[10]),
+            at<const int64_t>(v[11]), at<const int64_t>(v[12]), v[13], v[14], v[15], at<int64_t>(v[16]), v[17]);
+    });
 }
 
 PyObject* candidate_fill(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[21];
     if (!parse("candidate_fill", args, nargs, "piiipipipppppiiipppii", v)) return nullptr;
-    return released([&] { return irc_candidate_fill(at<const void>(v[0]), v[1], v[2], v[3], at<const int64_t>(v[4]), v[5], at<const int64_t>(v[6]), v[7], at<const int64_t>(v[8]), at<const int64_t>(v[9]), at<const int64_t>(v[10]), at<const int64_t>(v[11]), at<const int64_t>(v[12]), v[13], v[14], v[15], at<const int64_t>(v[16]), at<int64_t>(v[17]), at<int64_t>(v[18]), v[19], v[20]); });
+    return released([&] {
+        return irc_candidate_fill(at<const void>(v[0]), v[1], v[2], v[3], at<const int64_t>(v[4]), v[5],
+            at<const int64_t>(v[6]), v[7], at<const int64_t>(v[8]), at<const int64_t>(v[9]), at<const int64_t>(v[10]),
+            at<const int64_t>(v[11]), at<const int64_t>(v[12]), v[13], v[14], v[15], at<const int64_t>(v[16]),
+            at<int64_t>(v[17]), at<int64_t>(v[18]), v[19], v[20]);
+    });
 }
 
 PyObject* argsort_keys(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[5];
     if (!parse("argsort_keys", args, nargs, "piipp", v)) return nullptr;
-    return released([&] { return irc_argsort_keys(at<const int64_t>(v[0]), v[1], v[2], at<int64_t>(v[3]), at<int64_t>(v[4])); });
+    return released([&] {
+        return irc_argsort_keys(at<const int64_t>(v[0]), v[1], v[2], at<int64_t>(v[3]), at<int64_t>(v[4]));
+    });
 }
 
 PyObject* rank_sorted(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[4];
     if (!parse("rank_sorted", args, nargs, "pipp", v)) return nullptr;
-    return released([&] { return irc_rank_sorted(at<const int64_t>(v[0]), v[1], at<int64_t>(v[2]), at<int64_t>(v[3])); });
+    return released([&] {
+        return irc_rank_sorted(at<const int64_t>(v[0]), v[1], at<int64_t>(v[2]), at<int64_t>(v[3]));
+    });
 }
 
 PyObject* candidate_outputs(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[7];
     if (!parse("candidate_outputs", args, nargs, "ppipipi", v)) return nullptr;
-    return released([&] { return irc_candidate_outputs(at<const int64_t>(v[0]), at<const int64_t>(v[1]), v[2], at<const int64_t>(v[3]), v[4], at<int64_t>(v[5]), v[6]); });
+    return released([&] {
+        return irc_candidate_outputs(at<const int64_t>(v[0]), at<const int64_t>(v[1]), v[2], at<const int64_t>(v[3]),
+            v[4], at<int64_t>(v[5]), v[6]);
+    });
 }
 
 PyObject* fill_new_neighbors(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[10];
     if (!parse("fill_new_neighbors", args, nargs, "ppipppiiii", v)) return nullptr;
-    return released([&] { return irc_fill_new_neighbors(at<const int64_t>(v[0]), at<const int64_t>(v[1]), v[2], at<const int64_t>(v[3]), at<const int64_t>(v[4]), at<void>(v[5]), v[6], v[7], v[8], v[9]); });
+    return released([&] {
+        return irc_fill_new_neighbors(at<const int64_t>(v[0]), at<const int64_t>(v[1]), v[2], at<const int64_t>(v[3]),
+            at<const int64_t>(v[4]), at<void>(v[5]), v[6], v[7], v[8], v[9]);
+    });
 }
 
 PyObject* sort_pairs(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[8];
     if (!parse("sort_pairs", args, nargs, "pppiiiip", v)) return nullptr;
-    return released([&] { return irc_sort_pairs(at<const int64_t>(v[0]), at<const int64_t>(v[1]), at<const int64_t>(v[2]), v[3], v[4], v[5], v[6], at<int64_t>(v[7])); });
+    return released([&] {
+        return irc_sort_pairs(at<const int64_t>(v[0]), at<const int64_t>(v[1]), at<const int64_t>(v[2]), v[3], v[4],
+            v[5], v[6], at<int64_t>(v[7]));
+    });
 }
 
 PyObject* hash_build(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[5];
     if (!parse("hash_build", args, nargs, "piipp", v)) return nullptr;
-    return released([&] { return irc_hash_build(at<const int64_t>(v[0]), v[1], v[2], at<int64_t>(v[3]), at<int64_t>(v[4])); });
+    return released([&] {
+        return irc_hash_build(at<const int64_t>(v[0]), v[1], v[2], at<int64_t>(v[3]), at<int64_t>(v[4]));
+    });
 }
 
 PyObject* hash_lookup(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[7];
     if (!parse("hash_lookup", args, nargs, "ppipipi", v)) return nullptr;
-    return released([&] { return irc_hash_lookup(at<const int64_t>(v[0]), at<const int64_t>(v[1]), v[2], at<const int64_t>(v[3]), v[4], at<int64_t>(v[5]), v[6]); });
+    return released([&] {
+        return irc_hash_lookup(at<const int64_t>(v[0]), at<const int64_t>(v[1]), v[2], at<const int64_t>(v[3]), v[4],
+            at<int64_t>(v[5]), v[6]);
+    });
 }
 
 PyObject* hash_lookup_neighbors(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[12];
     if (!parse("hash_lookup_neighbors", args, nargs, "ppipiiipippi", v)) return nullptr;
-    return released([&] { return irc_hash_lookup_neighbors(at<const int64_t>(v[0]), at<const int64_t>(v[1]), v[2], at<const void>(v[3]), v[4], v[5], v[6], at<const int64_t>(v[7]), v[8], at<const int64_t>(v[9]), at<int64_t>(v[10]), v[11]); });
+    return released([&] {
+        return irc_hash_lookup_neighbors(at<const int64_t>(v[0]), at<const int64_t>(v[1]), v[2], at<const void>(v[3]),
+            v[4], v[5], v[6], at<const int64_t>(v[7]), v[8], at<const int64_t>(v[9]), at<int64_t>(v[10]), v[11]);
+    });
 }
 
 PyObject* unpack_keys(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[6];
     if (!parse("unpack_keys", args, nargs, "pipipi", v)) return nullptr;
-    return released([&] { return irc_unpack_keys(at<const int64_t>(v[0]), v[1], at<const int64_t>(v[2]), v[3], at<int32_t>(v[4]), v[5]); });
+    return released([&] {
+        return irc_unpack_keys(at<const int64_t>(v[0]), v[1], at<const int64_t>(v[2]), v[3], at<int32_t>(v[4]), v[5]);
+    });
 }
 
 PyObject* scatter_add_owned(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[8];
     if (!parse("scatter_add_owned", args, nargs, "piipipii", v)) return nullptr;
-    return released([&] { return irc_scatter_add_owned(at<void>(v[0]), v[1], v[2], at<const int64_t>(v[3]), v[4], at<const void>(v[5]), v[6], v[7]); });
+    return released([&] {
+        return irc_scatter_add_owned(at<void>(v[0]), v[1], v[2], at<const int64_t>(v[3]), v[4], at<const void>(v[5]),
+            v[6], v[7]);
+    });
 }
 
 PyObject* csr_rows_add_plain(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     int64_t v[12];
     if (!parse("csr_rows_add_plain", args, nargs, "piippipipiii", v)) return nullptr;
-    return released([&] { return irc_csr_rows_add_plain(at<void>(v[0]), v[1], v[2], at<const int64_t>(v[3]), at<const int64_t>(v[4]), v[5], at<const void>(v[6]), v[7], at<const void>(v[8]), v[9], v[10], v[11]); });
+    return released([&] {
+        return irc_csr_rows_add_plain(at<void>(v[0]), v[1], v[2], at<const int64_t>(v[3]), at<const int64_t>(v[4]),
+            v[5], at<const void>(v[6]), v[7], at<const void>(v[8]), v[9], v[10], v[11]);
+    });
 }
 
 #define KERNEL(name) {#name, reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(name)), METH_FASTCALL, nullptr}

@@ -178,7 +178,8 @@ struct Candidates {
                     if (keys != nullptr) {
                         if (cursor[k] >= end[k]) return false;
                         int64_t key = coord(i, 0);
-                        for (int64_t a = 0; a < dims; ++a) key = key * out_shape[a] + valid_out[a * width + position[a]];
+                        for (int64_t a = 0; a < dims; ++a)
+                            key = key * out_shape[a] + valid_out[a * width + position[a]];
                         keys[cursor[k]] = key;
                         inputs[cursor[k]] = i;
                     }
