@@ -108,3 +108,17 @@ def randomize_norms():
                     sub.running_var.copy_(0.5 + torch.rand(sub.running_var.shape, generator=gen))
         return model
     return randomize
+
+
+@pytest.fixture
+def twins(randomize_norms):
+    """``twins(pair, build, seed=0)``: the model ``build(module)`` for both modules of ``pair`` (spconv's and
+    the drop-in's), the drop-in loaded with spconv's randomized state (``randomize_norms(theirs, seed)``), both
+    in eval mode."""
+    def build_twins(pair, build, seed=0):
+        theirs, ours = (build(module) for module in pair)
+        randomize_norms(theirs, seed)
+        ours.load_state_dict(theirs.state_dict())
+        return theirs.eval(), ours.eval()
+    return build_twins
+

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from irregconv.data import read_points, voxelize
-from irregconv.testing import (assert_close_with_grads, data_path, densify, dense_conv, krsc_to_torch, random_coords,
-                               reference_output_sites, values_at, with_data, with_package)
+from irregconv.testing import (assert_close_with_grads, assert_scaled_close, data_path, densify, dense_conv,
+                               krsc_to_torch, random_coords, reference_output_sites, values_at, with_data, with_package)
 
 pytestmark = with_package("spconv")
 
@@ -19,7 +19,6 @@ SPARSE_SHAPE = [41, 256, 224]  # mmdet3d's sparse_shape: the grid plus one layer
 SCANS = ["kitti_training_000000.bin", "kitti_training_000001.bin"]
 # float32 through a whole encoder: within 1e-4 of the output's largest magnitude (spconv's own float32 error
 # on KITTI is ~1e-5 of the scale, measured against float64 in tests/compat/test_spconv.py)
-RTOL, SCALED_ATOL = 1e-4, 1e-4
 PATCHED = ("_version", "_load_from_state_dict")
 # SparseEncoder as SECOND configures it (the defaults) and as CenterPoint does (residual blocks)
 ENCODER_CONFIGS = {
@@ -49,16 +48,6 @@ def kitti_voxels(scans=SCANS):
     voxels = voxelize([read_points(data_path("lidar", scan)) for scan in scans], VOXEL_SIZE, POINT_RANGE)
     return voxels.feats, voxels.coords, len(scans)
 
-
-def twins(pair, build, randomize_norms):
-    theirs, ours = (build(module) for module in pair)
-    randomize_norms(theirs, 0)
-    ours.load_state_dict(theirs.state_dict())
-    return theirs.eval(), ours.eval()
-
-
-def assert_scaled_close(got, expected):
-    torch.testing.assert_close(got, expected, rtol=RTOL, atol=SCALED_ATOL * expected.abs().max())
 
 
 def test_version_probe_registers_spconv2_on_the_drop_in(mmdet3d_pair):
@@ -108,10 +97,9 @@ def test_checkpoint_versions_through_the_replaced_loader(mmdet3d_pair):
 
 @with_data("lidar")
 @pytest.mark.parametrize("config", sorted(ENCODER_CONFIGS))
-def test_sparse_encoder_matches_spconv_on_kitti(mmdet3d_pair, as_spconv_reference, randomize_norms, config):
+def test_sparse_encoder_matches_spconv_on_kitti(mmdet3d_pair, as_spconv_reference, twins, config):
     feats, coords, batch_size = kitti_voxels()
-    theirs, ours = twins(mmdet3d_pair, lambda m: m.SparseEncoder(4, SPARSE_SHAPE, **ENCODER_CONFIGS[config]),
-                         randomize_norms)
+    theirs, ours = twins(mmdet3d_pair, lambda m: m.SparseEncoder(4, SPARSE_SHAPE, **ENCODER_CONFIGS[config]))
     with as_spconv_reference(theirs):
         expected = theirs(feats, coords, batch_size)
     with torch.no_grad():
@@ -121,9 +109,9 @@ def test_sparse_encoder_matches_spconv_on_kitti(mmdet3d_pair, as_spconv_referenc
 
 
 @with_data("lidar")
-def test_sparse_unet_returns_to_the_input_voxels_as_spconv(mmdet3d_pair, as_spconv_reference, randomize_norms):
+def test_sparse_unet_returns_to_the_input_voxels_as_spconv(mmdet3d_pair, as_spconv_reference, twins):
     feats, coords, batch_size = kitti_voxels(SCANS[:1])
-    theirs, ours = twins(mmdet3d_pair, lambda m: m.SparseUNet(4, SPARSE_SHAPE), randomize_norms)
+    theirs, ours = twins(mmdet3d_pair, lambda m: m.SparseUNet(4, SPARSE_SHAPE))
     with as_spconv_reference(theirs):
         expected = theirs(feats, coords, batch_size)
     with torch.no_grad():

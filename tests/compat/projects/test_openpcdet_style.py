@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from irregconv.data import read_points
-from irregconv.testing import data_path, with_data, with_package
+from irregconv.testing import assert_scaled_close, data_path, with_data, with_package
 
 pytestmark = with_package("spconv", "cumm")
 needs_kitti = with_data("lidar")
@@ -24,7 +24,6 @@ VOXEL_SIZE = [0.05, 0.05, 0.1]
 SCANS = ["kitti_training_000000.bin", "kitti_training_000001.bin"]
 # float32 through a whole backbone: features within 1e-4 of the output's largest magnitude (spconv's own
 # float32 error on KITTI is ~1e-5 of the scale, measured against float64 in tests/compat/test_spconv.py)
-BACKBONE_RTOL, BACKBONE_SCALED_ATOL = 1e-4, 1e-4
 
 
 def scan_batch(module, scans=SCANS):
@@ -35,25 +34,12 @@ def scan_batch(module, scans=SCANS):
     return module.MeanVFE(4)(batch), processor.grid_size
 
 
-def twins(pair, build, randomize_norms, seed=0):
-    """The model ``build(module)`` on spconv and on the drop-in, with the same (randomized) state."""
-    theirs, ours = (build(module) for module in pair)
-    randomize_norms(theirs, seed)
-    ours.load_state_dict(theirs.state_dict())
-    return theirs.eval(), ours.eval()
-
-
-def assert_backbone_close(got, expected):
-    scale = expected.abs().max()
-    torch.testing.assert_close(got, expected, rtol=BACKBONE_RTOL, atol=BACKBONE_SCALED_ATOL * scale)
-
-
 def assert_same_sparse(got, expected, by_coordinates):
     assert got.spatial_shape == list(expected.spatial_shape) and got.batch_size == expected.batch_size
     got_feats, got_idx = by_coordinates(got.features, got.indices)
     exp_feats, exp_idx = by_coordinates(expected.features, expected.indices)
     assert torch.equal(got_idx, exp_idx)
-    assert_backbone_close(got_feats, exp_feats)
+    assert_scaled_close(got_feats, exp_feats)
 
 
 def test_version_probe_and_voxel_generator_choice(load_models):
@@ -81,11 +67,11 @@ def test_voxel_generator_on_cumm_tensorview_matches_spconv(load_models, scan):
 
 
 @needs_kitti
-def test_voxel_backbone_8x_matches_spconv_on_kitti(load_models, as_spconv_reference, randomize_norms,
+def test_voxel_backbone_8x_matches_spconv_on_kitti(load_models, as_spconv_reference, twins,
                                                     by_coordinates):
     pair = load_models("openpcdet_style")
     (batch_theirs, grid_size), (batch_ours, _) = (scan_batch(module) for module in pair)
-    theirs, ours = twins(pair, lambda m: m.VoxelBackBone8x({}, 4, grid_size), randomize_norms)
+    theirs, ours = twins(pair, lambda m: m.VoxelBackBone8x({}, 4, grid_size))
     with as_spconv_reference(theirs):
         expected = theirs(batch_theirs)
     with torch.no_grad():
@@ -94,37 +80,37 @@ def test_voxel_backbone_8x_matches_spconv_on_kitti(load_models, as_spconv_refere
     # submanifold outputs keep the input's order: compared row by row
     assert torch.equal(got["multi_scale_3d_features"]["x_conv1"].indices,
                        expected["multi_scale_3d_features"]["x_conv1"].indices)
-    assert_backbone_close(got["multi_scale_3d_features"]["x_conv1"].features,
+    assert_scaled_close(got["multi_scale_3d_features"]["x_conv1"].features,
                           expected["multi_scale_3d_features"]["x_conv1"].features)
     for name in ("x_conv2", "x_conv3", "x_conv4"):
         assert_same_sparse(got["multi_scale_3d_features"][name], expected["multi_scale_3d_features"][name],
                            by_coordinates)
     assert_same_sparse(got["encoded_spconv_tensor"], expected["encoded_spconv_tensor"], by_coordinates)
-    assert_backbone_close(got["encoded_spconv_tensor"].dense(), expected["encoded_spconv_tensor"].dense())
+    assert_scaled_close(got["encoded_spconv_tensor"].dense(), expected["encoded_spconv_tensor"].dense())
 
 
 @needs_kitti
-def test_unet_v2_returns_to_the_input_voxels_as_spconv(load_models, as_spconv_reference, randomize_norms):
+def test_unet_v2_returns_to_the_input_voxels_as_spconv(load_models, as_spconv_reference, twins):
     """Inverse convolutions found by indice key bring the features back to the input voxels, in their order."""
     pair = load_models("openpcdet_style")
     (batch_theirs, grid_size), (batch_ours, _) = (scan_batch(module, SCANS[:1]) for module in pair)
-    theirs, ours = twins(pair, lambda m: m.UNetV2({}, 4, grid_size), randomize_norms)
+    theirs, ours = twins(pair, lambda m: m.UNetV2({}, 4, grid_size))
     with as_spconv_reference(theirs):
         expected = theirs(batch_theirs)
     with torch.no_grad():
         got = ours(batch_ours)
     assert torch.equal(got["point_coords"], batch_ours["voxel_coords"].int())
     assert torch.equal(got["point_coords"], expected["point_coords"])
-    assert_backbone_close(got["point_features"], expected["point_features"])
+    assert_scaled_close(got["point_features"], expected["point_features"])
 
 
 @needs_kitti
 def test_voxelnext_indices_scaled_in_place_and_reassigned_as_spconv(load_models, as_spconv_reference,
-                                                                    randomize_norms, by_coordinates):
+                                                                    twins, by_coordinates):
     pair = load_models("openpcdet_style")
     (batch_theirs, grid_size), (batch_ours, _) = (scan_batch(module, SCANS[:1]) for module in pair)
-    backbones = twins(pair, lambda m: m.VoxelBackBone8x({}, 4, grid_size), randomize_norms)
-    heads = twins(pair, lambda m: m.VoxelNeXtStyleBEV(), randomize_norms, seed=1)
+    backbones = twins(pair, lambda m: m.VoxelBackBone8x({}, 4, grid_size))
+    heads = twins(pair, lambda m: m.VoxelNeXtStyleBEV(), seed=1)
     with as_spconv_reference(backbones[0]), as_spconv_reference(heads[0]):
         expected = heads[0](backbones[0](batch_theirs)["multi_scale_3d_features"]["x_conv4"])
     with torch.no_grad():
@@ -221,4 +207,4 @@ def test_model_file_runs_unchanged_in_a_child_process(load_models, as_spconv_ref
     got_feats, got_idx = by_coordinates(got["features"], got["indices"])
     exp_feats, exp_idx = by_coordinates(expected.features, expected.indices)
     assert torch.equal(got_idx, exp_idx)
-    assert_backbone_close(got_feats, exp_feats)
+    assert_scaled_close(got_feats, exp_feats)

@@ -8,7 +8,7 @@ from torch import nn
 from torch.func import functional_call
 
 from irregconv.data import read_points
-from irregconv.testing import data_path, random_coords, with_data, with_package
+from irregconv.testing import assert_scaled_close, data_path, random_coords, with_data, with_package
 
 pytestmark = with_package("spconv", "torch_geometric")
 
@@ -16,7 +16,6 @@ SCENE = ("pointclouds", "scannet_scene0000_00.bin")
 GRID_SIZE = 0.15  # metres; Pointcept's ScanNet configs use 0.02, a coarser grid keeps the tests fast
 # float32 through a whole network: within 1e-4 of the output's largest magnitude (spconv's own float32 error is
 # ~1e-5 of the scale, measured against float64 in tests/compat/test_spconv.py)
-RTOL, SCALED_ATOL = 1e-4, 1e-4
 
 
 def scannet_point_dict():
@@ -38,16 +37,6 @@ def scannet_point_dict():
     return {"coord": coord, "grid_coord": torch.cat(grid_coords), "feat": torch.cat([coord, torch.cat(colors)], 1),
             "offset": torch.tensor(counts).cumsum(0)}
 
-
-def twins(pair, build, randomize_norms):
-    theirs, ours = (build(module) for module in pair)
-    randomize_norms(theirs, 0)
-    ours.load_state_dict(theirs.state_dict())
-    return theirs.eval(), ours.eval()
-
-
-def assert_scaled_close(got, expected):
-    torch.testing.assert_close(got, expected, rtol=RTOL, atol=SCALED_ATOL * expected.abs().max())
 
 
 DISPATCHED = {
@@ -84,12 +73,12 @@ def test_sparse_module_subclass_is_dispatched_as_a_whole(load_models):
 
 @with_data(*SCENE)
 @pytest.mark.parametrize("num_classes,cls_mode", [(13, False), (0, False), (13, True)])
-def test_spunet_matches_spconv_on_scannet(load_models, as_spconv_reference, randomize_norms, num_classes, cls_mode):
+def test_spunet_matches_spconv_on_scannet(load_models, as_spconv_reference, twins, num_classes, cls_mode):
     """Per-point outputs row by row: submanifold and inverse convolutions keep the input's order, so the skip
     concatenations line up; ``num_classes=0`` builds the ``spconv.Identity()`` head."""
     pair = load_models("pointcept_style")
     data = scannet_point_dict()
-    theirs, ours = twins(pair, lambda m: m.SpUNetBase(6, num_classes, cls_mode=cls_mode), randomize_norms)
+    theirs, ours = twins(pair, lambda m: m.SpUNetBase(6, num_classes, cls_mode=cls_mode))
     assert isinstance(ours.final, pair[1].spconv.Identity) == (num_classes == 0)
     with as_spconv_reference(theirs):
         expected = theirs(dict(data))
@@ -103,12 +92,12 @@ def test_spunet_matches_spconv_on_scannet(load_models, as_spconv_reference, rand
 @with_data(*SCENE)
 @pytest.mark.parametrize("num_classes", [0, 13])
 def test_point_transformer_style_encoder_matches_spconv_on_scannet(load_models, as_spconv_reference,
-                                                                  randomize_norms, num_classes):
+                                                                  twins, num_classes):
     """Point dicts through PointSequential: spconv modules get the sparse tensor, torch modules the features
     (written back with ``replace_feature``), a pooling builds a new sparse tensor mid-network, and the head is
     ``spconv.Identity()`` or a linear layer."""
     pair = load_models("pointcept_style")
-    theirs, ours = twins(pair, lambda m: m.PointEncoder(6, num_classes=num_classes), randomize_norms)
+    theirs, ours = twins(pair, lambda m: m.PointEncoder(6, num_classes=num_classes))
     data = scannet_point_dict()
     with as_spconv_reference(theirs):
         expected = theirs(pair[0].Point(data))
