@@ -4,7 +4,6 @@ the layout irregconv reads; a damaged file is refused by name and never replaces
 import shutil
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -140,27 +139,3 @@ def test_list_through_the_irregconv_command(capsys):
     assert cli_main(["fetch", "--list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in DATASETS)
-
-
-@with_data("planetoid", "cora")
-def test_planetoid_download_with_other_bytes_is_refused(tmp_path, monkeypatch):
-    class Response:
-        def __init__(self, url):
-            self.blob = (data_path("planetoid", "cora", "raw") / url.rsplit("/", 1)[1]).read_bytes()
-            if url.endswith("ind.cora.ty"):
-                self.blob = self.blob[:-1]
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def read(self):
-            return self.blob
-
-    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Response(url))
-    with pytest.raises(ValueError, match=r"Planetoid: the download of https://.*/ind.cora.ty has sha256 .* not the "
-                                         r"tested file's 41f5ac76.*nothing was written"):
-        Planetoid(tmp_path, "cora")
-    assert not (tmp_path / "cora").exists()

@@ -72,14 +72,15 @@ def test_failed_download_is_reported(tmp_path, monkeypatch):
     assert not (tmp_path / "citeseer" / "raw").exists()
 
 
-@with_data("planetoid", "cora")
-def test_download_fetches_the_canonical_files(tmp_path, monkeypatch):
+def serve_local_copies(monkeypatch, damage=lambda url, blob: blob):
+    """Make ``urllib.request.urlopen`` answer each Planetoid URL with the real file from IRREGCONV_DATA (the
+    network is not reachable here), its bytes passed through ``damage(url, blob)``; returns the URLs asked for."""
     fetched = []
 
     class Response:
         def __init__(self, url):
             fetched.append(url)
-            self.blob = (data_path("planetoid", "cora", "raw") / url.rsplit("/", 1)[1]).read_bytes()
+            self.blob = damage(url, (data_path("planetoid", "cora", "raw") / url.rsplit("/", 1)[1]).read_bytes())
 
         def __enter__(self):
             return self
@@ -91,10 +92,25 @@ def test_download_fetches_the_canonical_files(tmp_path, monkeypatch):
             return self.blob
 
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Response(url))
+    return fetched
+
+
+@with_data("planetoid", "cora")
+def test_download_fetches_the_canonical_files(tmp_path, monkeypatch):
+    fetched = serve_local_copies(monkeypatch)
     data = Planetoid(tmp_path, "Cora")
     assert sorted(u.rsplit("/", 1)[1] for u in fetched) == sorted(raw_file_names("cora"))
     assert all(u.startswith("https://raw.githubusercontent.com/kimiyoung/planetoid/") for u in fetched)
     assert torch.equal(data.edge_index, Planetoid(data_path("planetoid"), "cora").edge_index)
+
+
+@with_data("planetoid", "cora")
+def test_planetoid_download_with_other_bytes_is_refused(tmp_path, monkeypatch):
+    serve_local_copies(monkeypatch, lambda url, blob: blob[:-1] if url.endswith("ind.cora.ty") else blob)
+    with pytest.raises(ValueError, match=r"Planetoid: the download of https://.*/ind.cora.ty has sha256 .* not the "
+                                         r"tested file's 41f5ac76.*nothing was written"):
+        Planetoid(tmp_path, "cora")
+    assert not (tmp_path / "cora").exists()
 
 
 class _Exploit:
