@@ -18,15 +18,20 @@ def _rows(kernel: str, name: str, x, dtype: torch.dtype, rows=None, strides: str
     return _buffer(kernel, name, x, dtype, (_sizes(kernel, name, x, ("N", "C"))[1],), rows, strides)
 
 
-def check_scatter_add_owned(out: Tensor, idx: Tensor, src: Tensor):
-    """``out [N, C]`` (float32 or float64, contiguous), ``idx [P]`` int64 and ``src [P, C]`` of ``out``'s dtype,
-    checked, as plain contiguous tensors."""
-    kernel = "scatter_add_owned"
+def _float_out(kernel: str, out) -> Tensor:
+    """``out [N, C]``, float32 or float64 and contiguous (the rows a row kernel writes), checked, as a plain tensor."""
     _refuse_tracing(kernel)
     if not isinstance(out, Tensor) or out.dtype not in DTYPES:
         raise TypeError(f"{kernel}: out must be a float32 or float64 tensor, got "
                         f"{out.dtype if isinstance(out, Tensor) else type(out).__name__}")
-    out = _rows(kernel, "out", out, out.dtype, strides=ROWS)
+    return _rows(kernel, "out", out, out.dtype, strides=ROWS)
+
+
+def check_scatter_add_owned(out: Tensor, idx: Tensor, src: Tensor):
+    """``out [N, C]`` (float32 or float64, contiguous), ``idx [P]`` int64 and ``src [P, C]`` of ``out``'s dtype,
+    checked, as plain contiguous tensors."""
+    kernel = "scatter_add_owned"
+    out = _float_out(kernel, out)
     idx = _vector(kernel, "idx", idx)
     src = _rows(kernel, "src", src, out.dtype, idx.numel())
     if src.size(1) != out.size(1):
@@ -47,11 +52,7 @@ def csr_rows_add(out: Tensor, crow: Tensor, col: Tensor, values: Tensor, src: Te
     rows, int64 indices), one row per iteration, terms in order; False (rows partly summed) if a row's entries
     leave ``col`` or ``values`` or a column leaves ``src``."""
     kernel = "csr_rows_add"
-    _refuse_tracing(kernel)
-    if not isinstance(out, Tensor) or out.dtype not in DTYPES:
-        raise TypeError(f"{kernel}: out must be a float32 or float64 tensor, got "
-                        f"{out.dtype if isinstance(out, Tensor) else type(out).__name__}")
-    out = _rows(kernel, "out", out, out.dtype, strides=ROWS)
+    out = _float_out(kernel, out)
     crow = _vector(kernel, "crow", crow, out.size(0) + 1, "one per output row and one")
     col = _vector(kernel, "col", col)
     values = _buffer(kernel, "values", values, out.dtype, (), strides=ANY_STRIDES).contiguous()
